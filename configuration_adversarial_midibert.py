@@ -1,0 +1,274 @@
+"""Configuration of Adversarial-MidiBERT: a BERT over Octuple MIDI tokens with adversarial masked pre-training.
+
+Hub code: imports only the standard library and transformers, so that `save_pretrained` can copy it beside the
+weights and `AutoConfig.from_pretrained(..., trust_remote_code=True)` can load it alone.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import field
+from typing import Any, ClassVar
+
+from transformers import PreTrainedConfig
+
+# Attribute order of axis -1 of every Octuple id tensor; kept in step with `tokenization_octuple.py`.
+ATTRIBUTES = ("bar", "position", "instrument", "pitch", "duration", "velocity", "time_signature", "tempo")
+REGULAR_VOCAB_SIZES = (256, 128, 129, 256, 128, 32, 254, 49)
+# After each attribute's regular ids come these specials, in this order (offsets from the regular size).
+NUM_SPECIAL_IDS = 4
+PAD_OFFSET, MASK_OFFSET, BOS_OFFSET, EOS_OFFSET = 0, 1, 2, 3
+
+POSITION_EMBEDDING_TYPES = ("relative_key_query", "absolute")
+POOLINGS = ("attention", "bos", "mean")
+MASKINGS = ("adversarial", "random")
+
+# Every Auto class resolves to these files, whichever head saved the checkpoint (FACTS.md: `save_pretrained`
+# otherwise records only the class it saved, and loading another head fails with "Unrecognized configuration").
+AUTO_MAP = {
+    "AutoConfig": "configuration_adversarial_midibert.AdversarialMidiBertConfig",
+    "AutoModel": "modeling_adversarial_midibert.AdversarialMidiBertModel",
+    "AutoModelForPreTraining": "modeling_adversarial_midibert.AdversarialMidiBertForPreTraining",
+    "AutoModelForSequenceClassification": "modeling_adversarial_midibert.AdversarialMidiBertForSequenceClassification",
+    "AutoModelForTokenClassification": "modeling_adversarial_midibert.AdversarialMidiBertForTokenClassification",
+    "AutoTokenizer": ["tokenization_octuple.OctupleTokenizer", None],
+}
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # Paper, Table 1: the authors' BERT-base backbone with relative_key_query positions.
+    "paper": {
+        "hidden_size": 768,
+        "num_hidden_layers": 12,
+        "num_attention_heads": 12,
+        "intermediate_size": 3072,
+        "max_position_embeddings": 1024,
+        "hidden_dropout_prob": 0.1,
+        "attention_probs_dropout_prob": 0.1,
+        "attribute_embedding_size": 256,
+        "masker_hidden_size": 256,
+        "position_embedding_type": "relative_key_query",
+    },
+    # Trains on a laptop CPU in minutes; same method, same vocabulary, same position limit.
+    "tiny": {
+        "hidden_size": 128,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "intermediate_size": 256,
+        "max_position_embeddings": 1024,
+        "hidden_dropout_prob": 0.1,
+        "attention_probs_dropout_prob": 0.1,
+        "attribute_embedding_size": 32,
+        "masker_hidden_size": 64,
+        "position_embedding_type": "relative_key_query",
+    },
+}
+
+
+class AdversarialMidiBertConfig(PreTrainedConfig):
+    r"""
+    Configuration of an Adversarial-MidiBERT model: the Octuple embedding, the BERT encoder, the pre-training heads
+    (recoverer and masker) with the adversarial-masking hyper-parameters, and the fine-tuning heads.
+
+    The defaults are the paper's (Table 1). Backbone fields keep BERT's names.
+
+    Args:
+        hidden_size (`int`, *optional*, defaults to 768): width of the encoder.
+        num_hidden_layers (`int`, *optional*, defaults to 12): number of encoder layers.
+        num_attention_heads (`int`, *optional*, defaults to 12): attention heads; must divide `hidden_size`.
+        intermediate_size (`int`, *optional*, defaults to 3072): width of the feed-forward layer.
+        hidden_act (`str`, *optional*, defaults to `"gelu"`): feed-forward and masker activation.
+        hidden_dropout_prob (`float`, *optional*, defaults to 0.1): dropout on embeddings and residual branches.
+        attention_probs_dropout_prob (`float`, *optional*, defaults to 0.1): dropout on attention probabilities.
+        max_position_embeddings (`int`, *optional*, defaults to 1024): longest sequence, BOS and EOS included.
+        layer_norm_eps (`float`, *optional*, defaults to 1e-12): LayerNorm epsilon.
+        initializer_range (`float`, *optional*, defaults to 0.02): std of the normal weight initialisation.
+        position_embedding_type (`str`, *optional*, defaults to `"relative_key_query"`): `"relative_key_query"`
+            (the authors' setting: learned distance embeddings on queries and keys, Huang et al. 2020) or
+            `"absolute"` (learned absolute position embeddings added to the input).
+        attribute_vocab_sizes (`list[int]`, *optional*): regular ids per attribute, 8 values in the order
+            `bar, position, instrument, pitch, duration, velocity, time_signature, tempo`. Four special ids
+            (PAD, MASK, BOS, EOS) follow each attribute's regular ids.
+        attribute_embedding_size (`int`, *optional*, defaults to 256): width of each attribute's table.
+        scale_attribute_embeddings (`bool`, *optional*, defaults to `True`): multiply each table's output by
+            sqrt(`attribute_embedding_size`), as the authors' code does.
+        masker_hidden_size (`int`, *optional*, defaults to 256): inner width of the masker head.
+        classifier_pooling (`str`, *optional*, defaults to `"attention"`): sequence pooling, `"attention"`
+            (the paper's learned attention pooling over the notes), `"bos"` or `"mean"` (over the notes).
+        classifier_dropout (`float`, *optional*): dropout before the classifiers; `None` uses `hidden_dropout_prob`.
+        masking (`str`, *optional*, defaults to `"adversarial"`): `"adversarial"` (the masker chooses) or
+            `"random"` (plain MLM, the paper's ablation).
+        mask_percent (`float`, *optional*, defaults to 15): p, the % of each sequence's real notes chosen.
+        masker_target_percent (`float`, *optional*, defaults to 30): q, the % of a sequence's chosen notes that get
+            masker target 1 (highest recovery loss) and target 0 (lowest); at most 50.
+        freeze_percent (`float`, *optional*, defaults to 30): a, the % of each song's notes frozen every k epochs.
+        unfreeze_percent (`float`, *optional*, defaults to 10): b, the % of frozen notes released again.
+        freeze_every_epochs (`int`, *optional*, defaults to 15): k.
+        mask_token_ratio (`float`, *optional*, defaults to 0.8): share of chosen notes set to MASK.
+        random_token_ratio (`float`, *optional*, defaults to 0.2): share of chosen notes given random regular ids;
+            the rest keep their ids.
+        masker_updates_backbone (`bool`, *optional*, defaults to `True`): whether the masker loss also trains the
+            shared backbone (the authors' code) or only the masker head (cheaper: the clean pass needs no graph).
+        finetune_mask_percent (`float`, *optional*, defaults to 15): % of real notes set to all-MASK in the
+            training forwards of the classification heads (mask fine-tuning).
+        hidden_attributes (`list[str]`, *optional*, defaults to `[]`): attributes always replaced by MASK in the
+            classification heads' input, e.g. `["velocity"]` for velocity prediction.
+
+    Example:
+
+    ```python
+    >>> from configuration_adversarial_midibert import AdversarialMidiBertConfig
+    >>> config = AdversarialMidiBertConfig.from_preset("tiny", num_labels=4)
+    >>> config.vocab_sizes
+    (260, 132, 133, 260, 132, 36, 258, 53)
+    >>> config.mask_token_ids[3]
+    257
+
+    ```
+    """
+
+    model_type: ClassVar[str] = "adversarial_midibert"
+
+    hidden_size: int = 768
+    num_hidden_layers: int = 12
+    num_attention_heads: int = 12
+    intermediate_size: int = 3072
+    hidden_act: str = "gelu"
+    hidden_dropout_prob: float = 0.1
+    attention_probs_dropout_prob: float = 0.1
+    max_position_embeddings: int = 1024
+    layer_norm_eps: float = 1e-12
+    initializer_range: float = 0.02
+    position_embedding_type: str = "relative_key_query"
+
+    attribute_vocab_sizes: list[int] = field(default_factory=lambda: list(REGULAR_VOCAB_SIZES))
+    attribute_embedding_size: int = 256
+    scale_attribute_embeddings: bool = True
+    masker_hidden_size: int = 256
+
+    classifier_pooling: str = "attention"
+    classifier_dropout: float | None = None
+
+    masking: str = "adversarial"
+    mask_percent: float = 15
+    masker_target_percent: float = 30
+    freeze_percent: float = 30
+    unfreeze_percent: float = 10
+    freeze_every_epochs: int = 15
+    mask_token_ratio: float = 0.8
+    random_token_ratio: float = 0.2
+    masker_updates_backbone: bool = True
+
+    finetune_mask_percent: float = 15
+    hidden_attributes: list[str] = field(default_factory=list)
+
+    def __post_init__(self, **kwargs):
+        super().__post_init__(**kwargs)
+        self.attribute_vocab_sizes = [int(n) for n in self.attribute_vocab_sizes]
+        self.hidden_attributes = list(self.hidden_attributes)
+        self._check()
+        # Merge rather than overwrite: a user may have added entries (e.g. a pipeline) to a saved config.
+        self.auto_map = {**AUTO_MAP, **(getattr(self, "auto_map", None) or {})}
+
+    def _check(self) -> None:
+        def positive(name):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+                raise ValueError(f"`{name}` must be a positive integer, got {value!r}")
+
+        for name in ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
+                     "max_position_embeddings", "attribute_embedding_size", "masker_hidden_size",
+                     "freeze_every_epochs"):
+            positive(name)
+        if self.hidden_size % self.num_attention_heads:
+            raise ValueError(
+                f"`hidden_size` ({self.hidden_size}) must be a multiple of `num_attention_heads` "
+                f"({self.num_attention_heads})"
+            )
+        if len(self.attribute_vocab_sizes) != len(ATTRIBUTES) or min(self.attribute_vocab_sizes) <= 0:
+            raise ValueError(
+                f"`attribute_vocab_sizes` must hold {len(ATTRIBUTES)} positive sizes (one per attribute: "
+                f"{', '.join(ATTRIBUTES)}), got {self.attribute_vocab_sizes}"
+            )
+        choices = {
+            "position_embedding_type": POSITION_EMBEDDING_TYPES,
+            "classifier_pooling": POOLINGS,
+            "masking": MASKINGS,
+        }
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"`{name}` must be one of {allowed}, got {getattr(self, name)!r}")
+        for name in ("mask_percent", "freeze_percent", "unfreeze_percent", "finetune_mask_percent"):
+            value = getattr(self, name)
+            if not 0 <= value <= 100:
+                raise ValueError(f"`{name}` is a percentage and must lie in 0..100, got {value}")
+        if not 0 < self.masker_target_percent <= 50:
+            # Above 50 the top-q % (target 1) and bottom-q % (target 0) of a sequence's notes would overlap.
+            raise ValueError(f"`masker_target_percent` must lie in (0, 50], got {self.masker_target_percent}")
+        for name in ("mask_token_ratio", "random_token_ratio", "hidden_dropout_prob",
+                     "attention_probs_dropout_prob"):
+            value = getattr(self, name)
+            if not 0 <= value <= 1:
+                raise ValueError(f"`{name}` must lie in 0..1, got {value}")
+        if self.classifier_dropout is not None and not 0 <= self.classifier_dropout <= 1:
+            raise ValueError(f"`classifier_dropout` must lie in 0..1 or be None, got {self.classifier_dropout}")
+        if self.mask_token_ratio + self.random_token_ratio > 1 + 1e-9:
+            raise ValueError(
+                f"`mask_token_ratio` + `random_token_ratio` must not exceed 1, got "
+                f"{self.mask_token_ratio} + {self.random_token_ratio}"
+            )
+        unknown = [name for name in self.hidden_attributes if name not in ATTRIBUTES]
+        if unknown:
+            raise ValueError(f"`hidden_attributes` has unknown attributes {unknown}; known: {ATTRIBUTES}")
+
+    @classmethod
+    def from_preset(cls, name: str, **overrides) -> "AdversarialMidiBertConfig":
+        """
+        Build a config from a named preset, `"paper"` (Table 1) or `"tiny"`, with any field overridden.
+
+        Example:
+
+        ```python
+        >>> from configuration_adversarial_midibert import AdversarialMidiBertConfig
+        >>> AdversarialMidiBertConfig.from_preset("paper").num_hidden_layers
+        12
+        >>> AdversarialMidiBertConfig.from_preset("tiny", position_embedding_type="absolute").hidden_size
+        128
+
+        ```
+        """
+        if name not in PRESETS:
+            raise ValueError(f"unknown preset {name!r}; known: {sorted(PRESETS)}")
+        return cls(**{**PRESETS[name], **overrides})
+
+    @property
+    def attributes(self) -> tuple[str, ...]:
+        return ATTRIBUTES
+
+    @property
+    def vocab_sizes(self) -> tuple[int, ...]:
+        """Full table size per attribute: the regular ids and the 4 specials."""
+        return tuple(n + NUM_SPECIAL_IDS for n in self.attribute_vocab_sizes)
+
+    @property
+    def pad_token_ids(self) -> tuple[int, ...]:
+        return tuple(n + PAD_OFFSET for n in self.attribute_vocab_sizes)
+
+    @property
+    def mask_token_ids(self) -> tuple[int, ...]:
+        return tuple(n + MASK_OFFSET for n in self.attribute_vocab_sizes)
+
+    @property
+    def bos_token_ids(self) -> tuple[int, ...]:
+        return tuple(n + BOS_OFFSET for n in self.attribute_vocab_sizes)
+
+    @property
+    def eos_token_ids(self) -> tuple[int, ...]:
+        return tuple(n + EOS_OFFSET for n in self.attribute_vocab_sizes)
+
+    @property
+    def attribute_embedding_scale(self) -> float:
+        return math.sqrt(self.attribute_embedding_size) if self.scale_attribute_embeddings else 1.0
+
+
+AdversarialMidiBertConfig.register_for_auto_class()
+
+__all__ = ["AdversarialMidiBertConfig"]
