@@ -92,7 +92,12 @@ class AdversarialMidiBertConfig(PreTrainedConfig):
             sqrt(`attribute_embedding_size`), as the authors' code does.
         masker_hidden_size (`int`, *optional*, defaults to 256): inner width of the masker head.
         classifier_pooling (`str`, *optional*, defaults to `"attention"`): sequence pooling, `"attention"`
-            (the paper's learned attention pooling over the notes), `"bos"` or `"mean"` (over the notes).
+            (the authors' structured self-attention pooling over the notes), `"bos"` or `"mean"` (over the notes).
+        pooling_attention_size (`int`, *optional*, defaults to 128): inner width d_a of the attention pooling.
+        pooling_attention_heads (`int`, *optional*, defaults to 4): number r of attention-pooling heads; the pooled
+            vector concatenates their r weighted sums (width r x `hidden_size`).
+        classifier_hidden_size (`int`, *optional*, defaults to 256): hidden width of both classification heads'
+            `Linear - ReLU - Linear` classifier (the authors'); `None` for a single linear layer.
         classifier_dropout (`float`, *optional*): dropout before the classifiers; `None` uses `hidden_dropout_prob`.
         masking (`str`, *optional*, defaults to `"adversarial"`): `"adversarial"` (the masker chooses) or
             `"random"` (plain MLM, the paper's ablation).
@@ -145,6 +150,9 @@ class AdversarialMidiBertConfig(PreTrainedConfig):
     masker_hidden_size: int = 256
 
     classifier_pooling: str = "attention"
+    pooling_attention_size: int = 128
+    pooling_attention_heads: int = 4
+    classifier_hidden_size: int | None = 256
     classifier_dropout: float | None = None
 
     masking: str = "adversarial"
@@ -176,8 +184,10 @@ class AdversarialMidiBertConfig(PreTrainedConfig):
 
         for name in ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
                      "max_position_embeddings", "attribute_embedding_size", "masker_hidden_size",
-                     "freeze_every_epochs"):
+                     "freeze_every_epochs", "pooling_attention_size", "pooling_attention_heads"):
             positive(name)
+        if self.classifier_hidden_size is not None:
+            positive("classifier_hidden_size")
         if self.hidden_size % self.num_attention_heads:
             raise ValueError(
                 f"`hidden_size` ({self.hidden_size}) must be a multiple of `num_attention_heads` "

@@ -491,18 +491,41 @@ class AdversarialMidiBertMaskerHead(nn.Module):
 
 
 class AdversarialMidiBertAttentionPooling(nn.Module):
-    """The paper's attention pooling: a learned score per note, softmax over the notes, weighted sum."""
+    """
+    The authors' sequence pooling (structured self-attention, Lin et al. 2017, as in MidiBERT-Piano):
+    `r` score heads `Linear(hidden, d_a) -> tanh -> Linear(d_a, r)` (no biases), a softmax over the pooled rows
+    per head, and the `r` weighted sums concatenated to `(batch, r * hidden)`. Unlike their code, padding and
+    the rows outside `mask` get no weight.
+    """
 
     def __init__(self, config: AdversarialMidiBertConfig):
         super().__init__()
-        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
-        self.score = nn.Linear(config.hidden_size, 1)
+        self.dense = nn.Linear(config.hidden_size, config.pooling_attention_size, bias=False)
+        self.score = nn.Linear(config.pooling_attention_size, config.pooling_attention_heads, bias=False)
 
     def forward(self, hidden_states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        scores = self.score(torch.tanh(self.dense(hidden_states))).squeeze(-1)
-        scores = scores.float().masked_fill(~mask, float("-inf"))
-        weights = scores.softmax(dim=-1).to(hidden_states.dtype)
-        return torch.einsum("bl,blh->bh", weights, hidden_states)
+        scores = self.score(torch.tanh(self.dense(hidden_states))).float()  # (batch, length, r)
+        scores = scores.masked_fill(~mask.unsqueeze(-1), float("-inf"))
+        weights = scores.softmax(dim=1).to(hidden_states.dtype)
+        return torch.einsum("blr,blh->brh", weights, hidden_states).flatten(1)
+
+
+class AdversarialMidiBertClassifier(nn.Module):
+    """Dropout, then `Linear - ReLU - Linear` (the authors' heads) or one `Linear` without `classifier_hidden_size`."""
+
+    def __init__(self, config: AdversarialMidiBertConfig, input_size: int):
+        super().__init__()
+        dropout = config.classifier_dropout if config.classifier_dropout is not None else config.hidden_dropout_prob
+        self.dropout = nn.Dropout(dropout)
+        hidden = config.classifier_hidden_size
+        self.dense = nn.Linear(input_size, hidden) if hidden is not None else None
+        self.out_proj = nn.Linear(hidden if hidden is not None else input_size, config.num_labels)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        features = self.dropout(features)
+        if self.dense is not None:
+            features = torch.relu(self.dense(features))
+        return self.out_proj(features)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -851,10 +874,10 @@ class _ClassificationMixin:
 class AdversarialMidiBertForSequenceClassification(_ClassificationMixin, AdversarialMidiBertPreTrainedModel):
     """
     Sequence classification or regression (composer, emotion): pooling per `config.classifier_pooling`, then
-    dropout and a linear classifier. `config.problem_type` as in transformers (single-label, multi-label,
+    the classifier (dropout, `Linear - ReLU - Linear` as the authors, or one linear layer). `config.problem_type` as in transformers (single-label, multi-label,
     regression; inferred from `num_labels` and the labels' dtype when unset).
 
-    Pooling: `"attention"` (the paper's) and `"mean"` run over the real notes only, BOS/EOS excluded (they carry no
+    Pooling: `"attention"` (the authors') and `"mean"` run over the real notes only, BOS/EOS excluded (they carry no
     music; `"bos"` is the option that reads BOS); notes hidden by mask fine-tuning still count, they are in the
     window. A window without notes falls back to its BOS/EOS rows.
 
@@ -877,10 +900,10 @@ class AdversarialMidiBertForSequenceClassification(_ClassificationMixin, Adversa
         super().__init__(config)
         self.num_labels = config.num_labels
         self.midibert = AdversarialMidiBertModel(config)
-        self.pooler = AdversarialMidiBertAttentionPooling(config) if config.classifier_pooling == "attention" else None
-        dropout = config.classifier_dropout if config.classifier_dropout is not None else config.hidden_dropout_prob
-        self.dropout = nn.Dropout(dropout)
-        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
+        attention = config.classifier_pooling == "attention"
+        self.pooler = AdversarialMidiBertAttentionPooling(config) if attention else None
+        pooled_size = config.hidden_size * (config.pooling_attention_heads if attention else 1)
+        self.classifier = AdversarialMidiBertClassifier(config, pooled_size)
         self.post_init()
 
     def pool(self, hidden_states: torch.Tensor, notes: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
@@ -919,7 +942,7 @@ class AdversarialMidiBertForSequenceClassification(_ClassificationMixin, Adversa
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         outputs, notes, _ = self._backbone(input_ids, attention_mask, generator, output_attentions, output_hidden_states)
         pooled = self.pool(outputs.last_hidden_state, notes, attention_mask)
-        logits = self.classifier(self.dropout(pooled))
+        logits = self.classifier(pooled)
 
         loss = None
         if labels is not None:
@@ -949,7 +972,8 @@ class AdversarialMidiBertForSequenceClassification(_ClassificationMixin, Adversa
 
 class AdversarialMidiBertForTokenClassification(_ClassificationMixin, AdversarialMidiBertPreTrainedModel):
     """
-    Note-level classification (melody, velocity): dropout and a linear classifier per row. Labels of -100 are
+    Note-level classification (melody, velocity): the classifier (dropout, `Linear - ReLU - Linear` as the
+    authors, or one linear layer) on every row. Labels of -100 are
     ignored, and so are the notes hidden by mask fine-tuning (training mode).
 
     Example:
@@ -972,9 +996,7 @@ class AdversarialMidiBertForTokenClassification(_ClassificationMixin, Adversaria
         super().__init__(config)
         self.num_labels = config.num_labels
         self.midibert = AdversarialMidiBertModel(config)
-        dropout = config.classifier_dropout if config.classifier_dropout is not None else config.hidden_dropout_prob
-        self.dropout = nn.Dropout(dropout)
-        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
+        self.classifier = AdversarialMidiBertClassifier(config, config.hidden_size)
         self.post_init()
 
     def forward(
@@ -1000,7 +1022,7 @@ class AdversarialMidiBertForTokenClassification(_ClassificationMixin, Adversaria
         """
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         outputs, _, masked = self._backbone(input_ids, attention_mask, generator, output_attentions, output_hidden_states)
-        logits = self.classifier(self.dropout(outputs.last_hidden_state))
+        logits = self.classifier(outputs.last_hidden_state)
         loss = None
         if labels is not None:
             labels = labels.to(logits.device).masked_fill(masked, -100)
