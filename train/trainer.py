@@ -167,6 +167,7 @@ class AdversarialTrainer(Trainer):
         self.masking_generator = torch.Generator().manual_seed(self.args.seed * 1_000_003 + self.args.process_index)
         self._eval_generator: torch.Generator | None = None
         self._masker_targets_in_batch: torch.Tensor | None = None
+        self.model_card_facts: dict[str, Any] = {}
         self.add_callback(_EpochCallback(self))
 
     # ------------------------------------------------------------------ batches and loss
@@ -471,6 +472,17 @@ class AdversarialTrainer(Trainer):
         if resume_from_checkpoint:
             self.load_adversarial_state(resume_from_checkpoint)
         return super().train(resume_from_checkpoint=resume_from_checkpoint or None, **kwargs)
+
+    def create_model_card(self, **kwargs) -> None:
+        """Write `README.md` into the output folder from `model_cards/pretrained.md` with `self.model_card_facts`
+        (set by `pretrain.py`: data, settings, metrics, command). `Trainer.push_to_hub` calls it before upload,
+        so the Hub gets this card rather than the Trainer's generic one."""
+        if not self.is_world_process_zero():
+            return
+        from .model_card import write_model_card
+
+        repo_id = (self.args.hub_model_id or getattr(self, "hub_model_id", None)) if self.args.push_to_hub else None
+        write_model_card(self.args.output_dir, "pretrained", repo_id=repo_id, **(self.model_card_facts or {}))
 
     def process_state(self) -> dict[str, Any]:
         """What must be identical on every process: the freeze book's digest and the attribute weights."""

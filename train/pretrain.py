@@ -1,0 +1,223 @@
+"""Adversarial pre-training of Adversarial-MidiBERT on a folder of MIDI files.
+
+The main job (default preset `tiny`, the MIDI sample shipped in `train/sample_midi`, CPU, a few minutes; leaves a
+checkpoint in `runs/pretrain` that `AutoModel` / `AutoTokenizer` load with `trust_remote_code=True`):
+
+    accelerate launch train/pretrain.py
+
+One CPU process, your own MIDI:
+
+    accelerate launch --cpu train/pretrain.py --preset tiny --data ../my_midis --output_dir runs/pretrain
+
+Two CPU processes (gloo), e.g. to check data-parallel behaviour on a laptop:
+
+    ACCELERATE_USE_CPU=1 accelerate launch --multi_gpu --num_processes 2 --num_machines 1 --mixed_precision no \
+        --dynamo_backend no train/pretrain.py --preset tiny
+
+The paper's setting on 2 GPUs with bf16 (batch 8 = 4 per GPU):
+
+    accelerate launch --multi_gpu --num_processes 2 train/pretrain.py --preset paper --bf16 \
+        --data corpus/ --output_dir runs/paper --push_to_hub --hub_model_id me/adversarial-midibert
+
+Several machines (here 2 x 8 GPUs; run on every machine with its own --machine_rank):
+
+    accelerate launch --multi_gpu --num_machines 2 --num_processes 16 --machine_rank 0 \
+        --main_process_ip 10.0.0.1 --main_process_port 29500 train/pretrain.py --preset paper --bf16 \
+        --streaming_dir shards/ --max_steps 500000 --output_dir runs/paper
+
+The plain-MLM baseline of the paper's ablation: add `--masking random`. Any `TrainingArguments` flag works
+(`--gradient_accumulation_steps`, `--resume_from_checkpoint runs/pretrain/checkpoint-40`, `--bf16`...).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import sys
+from pathlib import Path
+
+import numpy as np
+
+try:  # `python train/pretrain.py` from a checkout: make the package importable without an install
+    import adversarial_midibert  # noqa: F401
+except ImportError:  # pragma: no cover
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from adversarial_midibert.arguments import DataArguments, ModelArguments, parse_pretraining_args
+from adversarial_midibert.data import (
+    build_window_dataset,
+    default_cache_dir,
+    find_midi_files,
+    sources_from_dataset,
+    sources_from_manifest,
+    split_by_song,
+)
+from adversarial_midibert.trainer import AdversarialTrainer
+
+
+def collect_sources(data_args: DataArguments):
+    """All MIDI sources named by --data / --manifest / --hf_dataset, in a fixed order."""
+    sources = []
+    if data_args.hf_dataset:
+        import datasets
+
+        sources += sources_from_dataset(datasets.load_from_disk(data_args.hf_dataset), data_args.midi_column)
+    if data_args.manifest:
+        sources += sources_from_manifest(data_args.manifest)
+    if not data_args.hf_dataset and not data_args.manifest:
+        for root in data_args.data:
+            found = find_midi_files(root)
+            if len(data_args.data) > 1:  # keep ids unique across folders
+                for s in found:
+                    s.song_id = f"{Path(root).name}/{s.song_id}"
+            sources += found
+    if data_args.max_songs:
+        sources = sources[: data_args.max_songs]
+    if not sources:
+        raise ValueError("no MIDI files found: check --data / --manifest / --hf_dataset")
+    return sources
+
+
+def build_model(model_args: ModelArguments, data_args: DataArguments):
+    from configuration_adversarial_midibert import AdversarialMidiBertConfig
+    from modeling_adversarial_midibert import AdversarialMidiBertForPreTraining
+
+    flags = {
+        key: value
+        for key, value in (
+            ("masking", model_args.masking),
+            ("masker_updates_backbone", model_args.masker_updates_backbone),
+            ("freeze_every_epochs", model_args.freeze_every_epochs),
+        )
+        if value is not None
+    }
+    if model_args.model_name_or_path:
+        model = AdversarialMidiBertForPreTraining.from_pretrained(model_args.model_name_or_path, **flags)
+    else:
+        overrides = dict(model_args.config_overrides)
+        preset = overrides.pop("config_preset", "tiny")
+        config = AdversarialMidiBertConfig.from_preset(preset, **{**overrides, **flags})
+        model = AdversarialMidiBertForPreTraining(config)
+    if model.config.max_position_embeddings < data_args.max_length:
+        raise ValueError(f"--max_length {data_args.max_length} exceeds the model's max_position_embeddings "
+                         f"({model.config.max_position_embeddings})")
+    return model
+
+
+def split_windows(windows, train_songs: list[int], valid_songs: list[int]):
+    song_index = np.asarray(windows["song_index"], dtype=np.int64)
+    valid = np.isin(song_index, np.asarray(valid_songs, dtype=np.int64))
+    train_ds = windows.select(np.flatnonzero(~valid).tolist())
+    eval_ds = windows.select(np.flatnonzero(valid).tolist()) if valid.any() else None
+    return train_ds, eval_ds
+
+
+def main(argv: list[str] | None = None) -> AdversarialTrainer:
+    """Pre-train; returns the trainer (its `state.log_history` holds every logged number).
+
+    Example:
+
+    >>> from adversarial_midibert.pretrain import main
+    >>> trainer = main(["--max_steps", "2", "--output_dir", "/tmp/pretrain-doctest"])  # doctest: +SKIP
+    """
+    from tokenization_octuple import OctupleTokenizer
+
+    model_args, data_args, training_args = parse_pretraining_args(argv)
+    tokenizer = OctupleTokenizer(max_length=data_args.max_length, stride=data_args.stride,
+                                 max_bars=data_args.max_bars)
+    model = build_model(model_args, data_args)
+
+    if data_args.streaming_dir:
+        from adversarial_midibert.streaming import streaming_training_inputs
+
+        train_ds, eval_ds, extra = streaming_training_inputs(data_args.streaming_dir, training_args)
+        data_summary = extra.pop("data_summary")
+    else:
+        sources = collect_sources(data_args)
+        train_songs, valid_songs = split_by_song(sources, data_args.validation_fraction, training_args.seed)
+        cache_dir = data_args.cache_dir or default_cache_dir()
+        # Process 0 tokenizes and fills the cache; the others then read it back instead of racing it.
+        with training_args.main_process_first(desc="tokenizing MIDI"):
+            windows, report = build_window_dataset(sources, tokenizer, num_proc=data_args.num_proc,
+                                                   cache_dir=cache_dir)
+        if training_args.process_index == 0:
+            print(report, flush=True)
+        train_ds, eval_ds = split_windows(windows, train_songs, valid_songs)
+        skipped = {song_id for song_id, _ in report.skipped}
+        data_summary = {
+            "MIDI files": report.num_files,
+            "songs tokenized": report.num_songs,
+            "skipped files": len(report.skipped),
+            "training songs / windows": f"{sum(sources[i].song_id not in skipped for i in train_songs)} / {len(train_ds)}",
+            "validation songs / windows": f"{sum(sources[i].song_id not in skipped for i in valid_songs)} / "
+                                          f"{0 if eval_ds is None else len(eval_ds)}",
+            "notes": report.num_notes,
+        }
+        extra = {}
+    import torch
+
+    if not torch.cuda.is_available():  # pinning needs an accelerator; on CPU it only prints a warning per loader
+        training_args.dataloader_pin_memory = False
+    if eval_ds is None and training_args.eval_strategy != "no":
+        training_args.eval_strategy = "no"
+
+    trainer = AdversarialTrainer(
+        model=model,
+        args=training_args,
+        train_dataset=train_ds,
+        eval_dataset=eval_ds,
+        processing_class=tokenizer,
+        transpose_semitones=data_args.transpose_semitones,
+        **extra,
+    )
+    trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+    trainer.save_model(training_args.output_dir)
+    metrics = trainer.evaluate() if eval_ds is not None else {}
+
+    config = model.config
+    trainer.model_card_facts = {
+        "datasets": [str(p) for p in data_args.data] if not data_args.streaming_dir else [data_args.streaming_dir],
+        "data_summary": data_summary,
+        "settings": {
+            "preset": model_args.preset,
+            "masking": trainer.masking,
+            "layers x hidden": f"{config.num_hidden_layers} x {config.hidden_size}",
+            "position embedding": config.position_embedding_type,
+            "(p, q, a, b, k)": f"({config.mask_percent}, {config.masker_target_percent}, {config.freeze_percent}, "
+                               f"{config.unfreeze_percent}, {config.freeze_every_epochs})",
+            "masker updates backbone": config.masker_updates_backbone,
+            "window length": data_args.max_length,
+            "transposition (semitones)": data_args.transpose_semitones,
+            "epochs": training_args.num_train_epochs if training_args.max_steps <= 0 else f"{trainer.state.epoch:.2f}",
+            "optimizer steps": trainer.state.global_step,
+            "batch size per device": training_args.per_device_train_batch_size,
+            "gradient accumulation": training_args.gradient_accumulation_steps,
+            "processes": training_args.world_size,
+            "learning rate": training_args.learning_rate,
+            "seed": training_args.seed,
+            "frozen fraction": None if trainer.freeze_book is None else round(trainer.freeze_book.frozen_fraction(), 4),
+            "attribute weights": ", ".join(f"{w:.3f}" for w in trainer.attribute_weights.tolist()),
+        },
+        "metrics": {k.removeprefix("eval_"): v for k, v in metrics.items() if "accuracy" in k or k == "eval_loss"},
+        "command": "accelerate launch train/pretrain.py " + shlex.join(sys.argv[1:] if argv is None else argv),
+    }
+    trainer.create_model_card()
+    if training_args.push_to_hub:
+        trainer.push_to_hub(commit_message="Adversarial-MidiBERT pre-training")
+
+    if data_args.dump_process_state:
+        path = Path(training_args.output_dir) / f"process_state-{training_args.process_index}.json"
+        path.write_text(json.dumps(trainer.process_state(), indent=1))
+
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        # Without it one rank in three aborted at exit (FACTS.md).
+        dist.destroy_process_group()
+    return trainer
+
+
+if __name__ == "__main__":
+    main()
