@@ -177,7 +177,8 @@ def main(argv: list[str] | None = None) -> AdversarialTrainer:
 
     config = model.config
     trainer.model_card_facts = {
-        "datasets": [str(p) for p in data_args.data] if not data_args.streaming_dir else [data_args.streaming_dir],
+        # Folder names, not local paths: the card is published.
+        "datasets": [Path(p).name for p in ([data_args.streaming_dir] if data_args.streaming_dir else data_args.data)],
         "data_summary": data_summary,
         "settings": {
             "preset": model_args.preset,
