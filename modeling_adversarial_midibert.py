@@ -544,7 +544,9 @@ class AdversarialMidiBertPreTrainedModel(PreTrainedModel):
     _supports_attention_backend = False
     _no_split_modules = ["AdversarialMidiBertLayer"]
     # A checkpoint of any head loads into any other: the other heads' weights are expected to be absent.
-    _keys_to_ignore_on_load_unexpected = [r"^recoverer\.", r"^masker\.", r"^classifier\.", r"^pooler\."]
+    _keys_to_ignore_on_load_unexpected = [
+        r"^recoverer\.", r"^masker\.", r"^classifier\.", r"^pooler\.", r"^token_classifier\."
+    ]
 
     def _init_weights(self, module):
         super()._init_weights(module)
@@ -996,7 +998,8 @@ class AdversarialMidiBertForTokenClassification(_ClassificationMixin, Adversaria
         super().__init__(config)
         self.num_labels = config.num_labels
         self.midibert = AdversarialMidiBertModel(config)
-        self.classifier = AdversarialMidiBertClassifier(config, config.hidden_size)
+        # Not `classifier`: a sequence-classification checkpoint must not fill this head with another task's weights.
+        self.token_classifier = AdversarialMidiBertClassifier(config, config.hidden_size)
         self.post_init()
 
     def forward(
@@ -1022,7 +1025,7 @@ class AdversarialMidiBertForTokenClassification(_ClassificationMixin, Adversaria
         """
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         outputs, _, masked = self._backbone(input_ids, attention_mask, generator, output_attentions, output_hidden_states)
-        logits = self.classifier(outputs.last_hidden_state)
+        logits = self.token_classifier(outputs.last_hidden_state)
         loss = None
         if labels is not None:
             labels = labels.to(logits.device).masked_fill(masked, -100)
