@@ -1,0 +1,125 @@
+"""The `adversarial-midibert` command: inference on MIDI files with a fine-tuned model (folder or Hub id).
+
+    adversarial-midibert classify runs/my_task song.mid                      # label + probabilities, whole piece
+    adversarial-midibert melody   runs/mel song.mid -o song.melody.mid       # melody / bridge / accompaniment tracks
+    adversarial-midibert velocity runs/vel score.mid -o score.humanized.mid  # predicted velocities
+
+Adding a subcommand: write `def add_<name>(subparsers)` that creates its parser and sets `func` (a callable
+taking the parsed `argparse.Namespace` and returning an exit code), then list it in `SUBCOMMANDS`.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model", help="fine-tuned model: a folder written by train/finetune.py or a Hub id")
+    parser.add_argument("--stride", type=int, default=None,
+                        help="notes shared by consecutive windows (default: 0 for classify, a quarter window for notes)")
+    parser.add_argument("--batch_size", type=int, default=16, help="windows per forward pass")
+    parser.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
+
+
+def _predictor(args):
+    from adversarial_midibert.inference import MidiPredictor
+
+    return MidiPredictor.from_pretrained(args.model, stride=args.stride, batch_size=args.batch_size, device=args.device)
+
+
+def _run_classify(args) -> int:
+    predictor = _predictor(args)
+    results = []
+    for midi in args.midi:
+        result = {"file": midi, **predictor.classify(midi)}
+        results.append(result)
+        if not args.json:
+            ranked = sorted(result["probabilities"].items(), key=lambda item: -item[1])
+            print(f"{midi}: {result['label']} ({result['score']:.1%}, {result['num_windows']} windows)  "
+                  + "  ".join(f"{label} {p:.1%}" for label, p in ranked))
+    if args.json:
+        print(json.dumps(results, indent=2))
+    return 0
+
+
+def _default_output(midi: str, suffix: str) -> str:
+    path = Path(midi)
+    return str(path.with_name(f"{path.stem}.{suffix}.mid"))
+
+
+def _run_melody(args) -> int:
+    output = args.output or _default_output(args.midi, "melody")
+    score = _predictor(args).extract_melody(args.midi, output)
+    tracks = ", ".join(f"{track.name} ({track.note_num()} notes)" for track in score.tracks)
+    print(f"wrote {output}: {tracks}")
+    return 0
+
+
+def _run_velocity(args) -> int:
+    output = args.output or _default_output(args.midi, "velocity")
+    _predictor(args).predict_velocities(args.midi, output)
+    print(f"wrote {output}")
+    return 0
+
+
+def add_classify(subparsers) -> None:
+    parser = subparsers.add_parser("classify", help="label whole MIDI files (song level: mean of window logits)")
+    _add_model_arguments(parser)
+    parser.add_argument("midi", nargs="+", help="MIDI files")
+    parser.add_argument("--json", action="store_true", help="print the results as JSON")
+    parser.set_defaults(func=_run_classify)
+
+
+def add_melody(subparsers) -> None:
+    parser = subparsers.add_parser("melody", help="write a MIDI file with melody / bridge / accompaniment tracks")
+    _add_model_arguments(parser)
+    parser.add_argument("midi", help="input MIDI file")
+    parser.add_argument("-o", "--output", help="output MIDI file (default: <input>.melody.mid)")
+    parser.set_defaults(func=_run_melody)
+
+
+def add_velocity(subparsers) -> None:
+    parser = subparsers.add_parser("velocity", help="write a MIDI file with predicted velocities")
+    _add_model_arguments(parser)
+    parser.add_argument("midi", help="input MIDI file")
+    parser.add_argument("-o", "--output", help="output MIDI file (default: <input>.velocity.mid)")
+    parser.set_defaults(func=_run_velocity)
+
+
+SUBCOMMANDS = [add_classify, add_melody, add_velocity]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="adversarial-midibert", description=__doc__.split("\n\n")[0])
+    subparsers = parser.add_subparsers(dest="command", required=True)
+    for add in SUBCOMMANDS:
+        add(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `adversarial-midibert` console script.
+
+    Example:
+
+    ```python
+    >>> from adversarial_midibert.cli import main
+    >>> main(["classify", "runs/my_task", "song.mid"])      # doctest: +SKIP
+    song.mid: chopin (83.1%, 2 windows)  chopin 83.1%  bach 16.9%
+    0
+    ```
+    """
+    args = build_parser().parse_args(argv)
+    from tokenization_octuple import MidiError
+
+    try:
+        return args.func(args)
+    except (MidiError, ValueError, OSError) as err:
+        print(f"adversarial-midibert {args.command}: {err}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
