@@ -1,0 +1,256 @@
+"""Single-process pre-training: presets, eq. 2 weights, frozen notes, loss scaling, evaluation, the script."""
+import copy
+import json
+
+import numpy as np
+import pytest
+import torch
+from conftest import SAMPLE_MIDI
+from transformers import AutoModel, AutoTokenizer, TrainingArguments
+
+from adversarial_midibert.arguments import load_preset, parse_pretraining_args
+from adversarial_midibert.data import build_window_dataset, find_midi_files
+from adversarial_midibert.pretrain import main
+from adversarial_midibert.trainer import ATTRIBUTES, AdversarialTrainer, attribute_weights_from_accuracy
+from configuration_adversarial_midibert import AdversarialMidiBertConfig
+from modeling_adversarial_midibert import AdversarialMidiBertForPreTraining
+from tokenization_octuple import OctupleTokenizer
+
+
+def tiny_model(seed=0, **overrides):
+    torch.manual_seed(seed)
+    config = AdversarialMidiBertConfig.from_preset(
+        "tiny", hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64,
+        attribute_embedding_size=8, masker_hidden_size=16, **overrides,
+    )
+    return AdversarialMidiBertForPreTraining(config)
+
+
+def training_args(tmp_path, **overrides):
+    kwargs = dict(output_dir=str(tmp_path / "run"), use_cpu=True, report_to="none", disable_tqdm=True,
+                  save_strategy="no", per_device_train_batch_size=4, per_device_eval_batch_size=8, logging_steps=1,
+                  seed=0, learning_rate=1e-3)
+    kwargs.update(overrides)
+    return TrainingArguments(**kwargs)
+
+
+@pytest.fixture(scope="module")
+def tok():
+    return OctupleTokenizer(max_length=48)
+
+
+@pytest.fixture(scope="module")
+def windows(tok):
+    ds, _ = build_window_dataset(find_midi_files(SAMPLE_MIDI / "emopia")[:4], tok)
+    return ds
+
+
+class RecordingTrainer(AdversarialTrainer):
+    """Keeps what every forward saw and returned, to check the trainer's bookkeeping from outside."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.records = []
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        loss, outputs = super().compute_loss(model, inputs, True, num_items_in_batch)
+        record = {"training": model.training, "epoch": self.epochs_closed,
+                  "correct": outputs.attribute_correct.detach().clone(), "chosen": outputs.chosen_mask.clone(),
+                  "num_chosen": int(outputs.num_chosen), "attention_mask": inputs["attention_mask"].clone(),
+                  "input_ids": inputs["input_ids"].clone()}
+        if model.training:
+            record.update(selectable=inputs["selectable_mask"].clone(), song_index=inputs["song_index"].clone(),
+                          window_start=inputs["window_start"].clone(),
+                          book_bits=self.freeze_book.bits.copy(), weights=self.attribute_weights.clone())
+        self.records.append(record)
+        return (loss, outputs) if return_outputs else loss
+
+
+def test_presets_parse_and_command_line_wins(tmp_path):
+    tiny = load_preset("tiny")
+    assert tiny["model"]["config_preset"] == "tiny" and "num_train_epochs" in tiny["training"]
+    assert load_preset("paper")["data"]["max_length"] == 1024
+    model_args, data_args, args = parse_pretraining_args(["--max_length", "64", "--num_train_epochs", "2"])
+    assert data_args.max_length == 64 and args.num_train_epochs == 2
+    assert args.learning_rate == tiny["training"]["learning_rate"] and args.output_dir == "runs/pretrain"
+    with pytest.raises(ValueError, match="known presets"):
+        load_preset("huge")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("training:\n  learning_rat: 0.1\n")
+    with pytest.raises(ValueError, match="learning_rat"):
+        parse_pretraining_args(["--preset", str(bad)])
+
+
+def test_attribute_weights_eq2_by_hand():
+    correct = torch.tensor([10.0, 20, 40, 40, 40, 40, 40, 0])
+    weights = attribute_weights_from_accuracy(correct, 40)
+    # accuracies 0.25, 0.5, 1 (x5), 0 -> floored at 0.01; w_j proportional to 1/a_j.
+    inverse = torch.tensor([4.0, 2, 1, 1, 1, 1, 1, 100])
+    torch.testing.assert_close(weights, inverse / inverse.sum())
+
+
+def test_epochs_close_with_training_accuracy_and_frozen_notes_are_never_chosen(tmp_path, windows, tok):
+    model = tiny_model(freeze_every_epochs=1)
+    train_ds = windows.select(range(16))
+    args = training_args(tmp_path, num_train_epochs=2, eval_strategy="steps", eval_steps=3)
+    trainer = RecordingTrainer(model=model, args=args, train_dataset=train_ds, eval_dataset=windows.select(range(16, 24)),
+                               processing_class=tok)
+    trainer.train()
+    train_records = [r for r in trainer.records if r["training"]]
+    assert any(not r["training"] for r in trainer.records)  # evaluation ran inside the epochs...
+    assert len(train_records) == 8  # ...but only the 4 + 4 training batches count for eq. 2
+    for epoch in (0, 1):
+        correct = sum(r["correct"] for r in train_records if r["epoch"] == epoch).double()
+        chosen = sum(r["num_chosen"] for r in train_records if r["epoch"] == epoch)
+        expected = attribute_weights_from_accuracy(correct, chosen)
+        if epoch == 0:
+            # The weights used by epoch 1's steps and logged with them.
+            used = [r["weights"] for r in train_records if r["epoch"] == 1]
+            assert all(torch.allclose(w, expected) for w in used)
+            logged = [h for h in trainer.state.log_history if "loss" in h and h["epoch"] > 1]
+            assert logged and logged[0]["weight_pitch"] == pytest.approx(float(expected[3]), rel=1e-5)
+        else:
+            torch.testing.assert_close(trainer.attribute_weights, expected)
+    assert all(torch.allclose(r["weights"], torch.full((8,), 0.125)) for r in train_records if r["epoch"] == 0)
+
+    # The book was updated after each epoch; in epoch 1 the frozen notes (read here straight from the bits, not
+    # through the trainer's path) are exactly the unselectable real notes, in every sequence of the batch.
+    assert trainer.freeze_book.num_updates == 2 and trainer.freeze_book.frozen_fraction() > 0
+    book = copy.deepcopy(trainer.freeze_book)
+    n_frozen_seen = 0
+    for r in (r for r in train_records if r["epoch"] == 1):
+        book.bits = r["book_bits"]
+        real = (r["input_ids"][..., 3] < 256) & r["attention_mask"].bool()
+        assert not (r["chosen"] & ~r["selectable"]).any()
+        for b in range(len(real)):
+            song_id = train_ds[int(torch.nonzero(torch.tensor(train_ds["song_index"]) == r["song_index"][b])[0])]["song_id"]
+            n = int(real[b].sum())
+            start = int(r["window_start"][b])
+            frozen = book.frozen(book.row_of[song_id], start, start + n)
+            assert torch.equal(r["selectable"][b, 1 : 1 + n], torch.from_numpy(~frozen))
+            assert not r["selectable"][b][~real[b]].any()
+            n_frozen_seen += int(frozen.sum())
+    assert n_frozen_seen > 0
+    step_logs = [h for h in trainer.state.log_history if "loss" in h]
+    for key in ["recoverer_loss", "masker_loss", "frozen_fraction", "accuracy"] + [f"accuracy_{a}" for a in ATTRIBUTES]:
+        assert key in step_logs[0]
+    assert any(h.get("frozen_fraction", 0) > 0 for h in step_logs)
+
+
+def test_freeze_update_freezes_the_masker_top_notes(tmp_path, windows, tok):
+    model = tiny_model(freeze_percent=30, unfreeze_percent=0)
+    train_ds = windows.select(range(12))
+    trainer = AdversarialTrainer(model=model, args=training_args(tmp_path), train_dataset=train_ds,
+                                 processing_class=tok)
+    trainer.update_freeze_book()
+    model.eval()
+    book = trainer.freeze_book
+    scores = {song_id: np.zeros(int(book.num_notes[book.row_of[song_id]])) for song_id in book.song_ids}
+    with torch.no_grad():
+        for row in train_ds:
+            ids = torch.tensor([row["input_ids"]])
+            probs = model.masking_probabilities(ids, torch.ones(ids.shape[:2], dtype=torch.long))[0, 1:-1]
+            scores[row["song_id"]][row["window_start"] : row["window_start"] + len(probs)] = probs.numpy()
+    for song_id, song_scores in scores.items():
+        frozen = book.frozen(book.row_of[song_id])
+        n = len(song_scores)
+        assert frozen.sum() == int(np.floor(0.3 * n + 0.5))
+        assert song_scores[frozen].min() >= song_scores[~frozen].max()
+
+
+def _grads(model):
+    return {n: p.grad.detach().clone() for n, p in model.named_parameters() if p.grad is not None}
+
+
+@pytest.mark.parametrize("masking", ["adversarial", "random"])
+def test_two_accumulation_steps_equal_one_double_batch(tmp_path, windows, tok, masking):
+    # No dropout and no random replacement: the only difference left is how the loss is split into micro-batches.
+    # Random mode draws its scores per micro-batch, so there every selectable note is chosen (p = 100 %).
+    model = tiny_model(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, mask_token_ratio=1.0,
+                       random_token_ratio=0.0, mask_percent=15 if masking == "adversarial" else 100)
+    lengths = [len(x) for x in windows["input_ids"]]
+    long_rows = [i for i, n in enumerate(lengths) if n == max(lengths)][:4]
+    rows = windows.select(long_rows)
+    short = windows.select(range(len(windows))).map(lambda r: {"input_ids": r["input_ids"][:12]})
+    features = [rows[i] for i in range(4)] + [short[i] for i in range(4, 8)]
+    collate = AdversarialTrainer(model=model, args=training_args(tmp_path), train_dataset=windows,
+                                 processing_class=tok).data_collator
+    micro = [collate(features[:4]), collate(features[4:])]
+    whole = [collate(features)]
+
+    grads, totals, prepared_batches = [], [], []
+    for batches, accumulation in ((micro, 2), (whole, 1)):
+        m = copy.deepcopy(model)
+        args = training_args(tmp_path, gradient_accumulation_steps=accumulation)
+        trainer = AdversarialTrainer(model=m, args=args, train_dataset=windows, processing_class=tok,
+                                     masking=masking, transpose_semitones=0)
+        # Some frozen notes, so selectable counts differ from real-note counts.
+        trainer.freeze_book.set_frozen(0, np.arange(trainer.freeze_book.num_notes[0]) % 3 == 0)
+        prepared, num_items = trainer.get_batch_samples(iter(copy.deepcopy(batches)), accumulation, args.device)
+        m.train()
+        for batch in prepared:
+            trainer.training_step(m, batch, num_items)
+        grads.append(_grads(m))
+        totals.append(int(num_items))
+        prepared_batches.append(prepared)
+    assert totals[0] == totals[1]
+    counts = [int(b["selectable_mask"].sum()) for b in prepared_batches[0]]  # the micro-batches differ in size
+    assert counts[0] != counts[1]
+    assert grads[0].keys() == grads[1].keys()
+    for name in grads[0]:
+        torch.testing.assert_close(grads[0][name], grads[1][name], atol=1e-6, rtol=1e-4, msg=name)
+
+
+@pytest.mark.parametrize("masking", ["adversarial", "random"])
+def test_evaluation_is_deterministic_and_never_masks_padding(tmp_path, windows, tok, masking):
+    model = tiny_model()
+    trainer = RecordingTrainer(model=model, args=training_args(tmp_path), train_dataset=windows.select(range(8)),
+                               eval_dataset=windows.select(range(8, 21)), processing_class=tok, masking=masking)
+    state = trainer.masking_generator.get_state()
+    first = trainer.evaluate()
+    second = trainer.evaluate()
+    for key in first:
+        if "runtime" not in key and "per_second" not in key:
+            assert first[key] == second[key], key
+    assert 0 <= first["eval_accuracy_pitch"] <= 1 and "eval_masker_loss" in first
+    # Evaluation draws from its own seeded generator: the training masking stream is untouched.
+    assert torch.equal(trainer.masking_generator.get_state(), state)
+    for r in trainer.records:
+        real = (r["input_ids"][..., 3] < 256) & r["attention_mask"].bool()
+        assert r["chosen"].any() and not (r["chosen"] & ~real).any()
+
+
+def test_random_mode_trains_without_freezing(tmp_path, windows, tok):
+    model = tiny_model(freeze_every_epochs=1)
+    masker_before = copy.deepcopy(model.masker.state_dict())
+    trainer = AdversarialTrainer(model=model, args=training_args(tmp_path, num_train_epochs=2, weight_decay=0.0),
+                                 train_dataset=windows.select(range(8)), processing_class=tok, masking="random")
+    trainer.train()
+    assert trainer.freeze_book.frozen_fraction() == 0 and trainer.freeze_book.num_updates == 0
+    # The masker takes part in every step (DDP) with an exactly-zero gradient: AdamW leaves it unchanged.
+    for name, value in model.masker.state_dict().items():
+        assert torch.equal(value, masker_before[name]), name
+    logs = [h for h in trainer.state.log_history if "loss" in h]
+    assert all(h["masker_loss"] == 0 for h in logs)
+
+
+def test_pretrain_script_leaves_a_loadable_checkpoint(tmp_path):
+    out = tmp_path / "pretrain"
+    trainer = main(["--output_dir", str(out), "--cache_dir", str(tmp_path / "cache"), "--max_songs", "5",
+                    "--max_length", "64", "--max_steps", "3", "--logging_steps", "1", "--eval_strategy", "steps",
+                    "--eval_steps", "3", "--save_strategy", "no", "--validation_fraction", "0.4", "--disable_tqdm",
+                    "true"])
+    names = {p.name for p in out.iterdir()}
+    assert {"model.safetensors", "config.json", "README.md", "tokenizer_config.json", "modeling_adversarial_midibert.py",
+            "configuration_adversarial_midibert.py", "tokenization_octuple.py"} <= names
+    auto_map = json.loads((out / "config.json").read_text())["auto_map"]
+    assert {"AutoModel", "AutoModelForSequenceClassification", "AutoModelForTokenClassification"} <= set(auto_map)
+    card = (out / "README.md").read_text()
+    assert "pipeline_tag: feature-extraction" in card and "adversarial" in card
+    backbone = AutoModel.from_pretrained(out, trust_remote_code=True)
+    for name, value in backbone.state_dict().items():
+        torch.testing.assert_close(value, trainer.model.midibert.state_dict()[name])
+    loaded_tok = AutoTokenizer.from_pretrained(out, trust_remote_code=True)
+    assert loaded_tok.max_length == 64
+    evals = [h for h in trainer.state.log_history if "eval_loss" in h]
+    assert evals and "eval_accuracy_tempo" in evals[-1]
