@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 from transformers import Trainer, TrainerCallback
-from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from .collator import OctupleDataCollator
 from .data import song_note_counts
@@ -65,6 +65,23 @@ def build_freeze_book(train_dataset) -> tuple[FreezeBook, np.ndarray]:
     for index, song_id in zip(song_index.tolist(), train_dataset["song_id"]):
         rows[index] = book.row_of[song_id]
     return book, rows
+
+
+def last_complete_checkpoint(folder: str) -> str | None:
+    """The newest `checkpoint-<step>` folder of `folder` that holds `trainer_state.json` (the Trainer writes it
+    last) and this trainer's state; `None` when there is none."""
+    if not os.path.isdir(folder):
+        return None
+    steps = []
+    for name in os.listdir(folder):
+        if name.startswith(f"{PREFIX_CHECKPOINT_DIR}-") and name.rsplit("-", 1)[1].isdigit():
+            steps.append((int(name.rsplit("-", 1)[1]), os.path.join(folder, name)))
+    for _, path in sorted(steps, reverse=True):
+        if os.path.isfile(os.path.join(path, "trainer_state.json")) and os.path.isfile(
+            os.path.join(path, TRAINER_STATE_FILE)
+        ):
+            return path
+    return None
 
 
 class _EpochCallback(TrainerCallback):
@@ -465,10 +482,13 @@ class AdversarialTrainer(Trainer):
                 self.freeze_book.load_state_dict(saved)
 
     def train(self, resume_from_checkpoint: str | bool | None = None, **kwargs):
-        if isinstance(resume_from_checkpoint, bool) and resume_from_checkpoint:
-            resume_from_checkpoint = get_last_checkpoint(self.args.output_dir)
+        """`Trainer.train`, restoring this trainer's state too. `resume_from_checkpoint=True` (or `"last"` /
+        `"true"` from the command line) picks the newest COMPLETE checkpoint of `output_dir`: a process killed
+        while writing one leaves a partial folder behind, which is skipped."""
+        if resume_from_checkpoint is True or str(resume_from_checkpoint).lower() in ("last", "true"):
+            resume_from_checkpoint = last_complete_checkpoint(self.args.output_dir)
             if resume_from_checkpoint is None:
-                raise ValueError(f"no checkpoint found in {self.args.output_dir} to resume from")
+                raise ValueError(f"no complete checkpoint found in {self.args.output_dir} to resume from")
         if resume_from_checkpoint:
             self.load_adversarial_state(resume_from_checkpoint)
         return super().train(resume_from_checkpoint=resume_from_checkpoint or None, **kwargs)
@@ -486,9 +506,13 @@ class AdversarialTrainer(Trainer):
 
     def process_state(self) -> dict[str, Any]:
         """What must be identical on every process: the freeze book's digest and the attribute weights."""
+        import torch.distributed as dist
+
         return {
             "process_index": self.args.process_index,
             "world_size": self.args.world_size,
+            "distributed_world_size": dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1,
+            "distributed_backend": dist.get_backend() if dist.is_available() and dist.is_initialized() else None,
             "freeze_book_digest": None if self.freeze_book is None else self.freeze_book.digest(),
             "frozen_fraction": None if self.freeze_book is None else self.freeze_book.frozen_fraction(),
             "attribute_weights": [float(w) for w in self.attribute_weights],
