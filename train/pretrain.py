@@ -38,6 +38,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from transformers import set_seed
 
 try:  # `python train/pretrain.py` from a checkout: make the package importable without an install
     import adversarial_midibert  # noqa: F401
@@ -126,6 +127,8 @@ def main(argv: list[str] | None = None) -> AdversarialTrainer:
     model_args, data_args, training_args = parse_pretraining_args(argv)
     tokenizer = OctupleTokenizer(max_length=data_args.max_length, stride=data_args.stride,
                                  max_bars=data_args.max_bars)
+    # Seeded before the model is built: its initial weights are part of a reproducible run.
+    set_seed(training_args.seed)
     model = build_model(model_args, data_args)
 
     if data_args.streaming_dir:
