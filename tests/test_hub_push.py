@@ -139,3 +139,105 @@ def test_pretrained_card_and_argument_checks(tmp_path):
         write_model_card(tmp_path, "other")
     with pytest.raises(ValueError, match="task"):
         write_model_card(tmp_path, "finetuned")
+
+
+# Our model and tokenizer: pushed by one process, loaded through the Auto classes by a fresh one
+
+SAMPLE = REPO / "train" / "sample_midi" / "pop909" / "048.mid"
+
+LOAD_FROM_HUB = """
+    import sys, torch
+    from transformers import AutoModel, AutoModelForSequenceClassification, AutoTokenizer
+    repo, out = sys.argv[1], sys.argv[2]
+    tok = AutoTokenizer.from_pretrained(repo, trust_remote_code=True)
+    model = AutoModel.from_pretrained(repo, trust_remote_code=True).eval()
+    enc = tok([{sample!r}], max_length=64, padding=True, return_tensors="pt")
+    with torch.no_grad():
+        hidden = model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]).last_hidden_state
+    clf = AutoModelForSequenceClassification.from_pretrained(repo, trust_remote_code=True, num_labels=3)
+    torch.save({{"hidden": hidden, "input_ids": enc["input_ids"], "modules": [type(tok).__module__,
+                type(model).__module__, type(clf).__module__], "auto_map": dict(model.config.auto_map)}}, out)
+""".format(sample=str(SAMPLE))
+
+
+def load_in_fresh_process(repo_id: str, env: dict, out: Path) -> dict:
+    code = textwrap.dedent(LOAD_FROM_HUB)
+    result = subprocess.run([sys.executable, "-c", code, repo_id, str(out)], env={**os.environ, **env},
+                            capture_output=True, text=True, timeout=300, cwd=out.parent)
+    assert result.returncode == 0, result.stderr[-6000:]
+    import torch
+
+    return torch.load(out, weights_only=False)
+
+
+def assert_complete_repo(hub, repo_id: str) -> None:
+    files = set(hub.files(repo_id))
+    assert {"config.json", "model.safetensors", "configuration_adversarial_midibert.py",
+            "modeling_adversarial_midibert.py", "tokenization_octuple.py", "tokenizer_config.json",
+            "octuple_tokenizer.json", "README.md"} <= files, files
+    config = json.loads(hub.read(repo_id, "config.json"))
+    assert set(config["auto_map"]) >= {"AutoConfig", "AutoModel", "AutoModelForPreTraining",
+                                       "AutoModelForSequenceClassification", "AutoModelForTokenClassification"}
+
+
+def test_model_and_tokenizer_push_then_fresh_process_load(hub, tmp_path):
+    env = hub.client_env(tmp_path / "hf_push")
+    run_python(f"""
+        import torch
+        from configuration_adversarial_midibert import AdversarialMidiBertConfig
+        from modeling_adversarial_midibert import AdversarialMidiBertForPreTraining
+        from tokenization_octuple import OctupleTokenizer
+        from adversarial_midibert.model_card import write_model_card
+        torch.manual_seed(0)
+        model = AdversarialMidiBertForPreTraining(AdversarialMidiBertConfig.from_preset("tiny")).eval()
+        tok = OctupleTokenizer(max_length=64)
+        model.push_to_hub("alice/tiny")
+        tok.push_to_hub("alice/tiny")
+        card = write_model_card({str(tmp_path / "card")!r}, "pretrained", repo_id="alice/tiny",
+                                settings={{"preset": "tiny"}})
+        from huggingface_hub import HfApi
+        HfApi().upload_file(path_or_fileobj=str(card), path_in_repo="README.md", repo_id="alice/tiny")
+        enc = tok([{str(SAMPLE)!r}], max_length=64, padding=True, return_tensors="pt")
+        with torch.no_grad():
+            hidden = model.midibert(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]).last_hidden_state
+        torch.save(hidden, {str(tmp_path / "reference.pt")!r})
+    """, env)
+    assert_complete_repo(hub, "alice/tiny")
+
+    loaded = load_in_fresh_process("alice/tiny", hub.client_env(tmp_path / "hf_load"), tmp_path / "loaded.pt")
+    import torch
+
+    reference = torch.load(tmp_path / "reference.pt")
+    assert loaded["hidden"].shape == reference.shape and loaded["hidden"].shape[1] == 64
+    torch.testing.assert_close(loaded["hidden"], reference, rtol=0, atol=1e-6)
+    # The classes came from the repo's own code (transformers' remote-code modules), not from this checkout.
+    assert all(module.startswith("transformers_modules.") for module in loaded["modules"]), loaded["modules"]
+    head = hub.store.resolve("model", "alice/tiny", "main")["oid"]  # transformers pins the commit, then downloads
+    assert ("GET", f"/alice/tiny/resolve/{head}/model.safetensors") in hub.requests
+
+
+def test_pretrain_push_to_hub_then_fresh_process_load(hub, tmp_path):
+    """Issue 4's acceptance: `pretrain.py --push_to_hub` fills a Hub repo that a fresh process loads."""
+    env = hub.client_env(tmp_path / "hf_push")
+    out = tmp_path / "run"
+    result = subprocess.run(
+        [sys.executable, str(REPO / "train" / "pretrain.py"), "--preset", "tiny", "--max_steps", "2",
+         "--output_dir", str(out), "--push_to_hub", "--hub_model_id", "alice/pretrained", "--report_to", "none",
+         "--save_strategy", "no", "--per_device_train_batch_size", "4", "--max_length", "128"],
+        env={**os.environ, **env}, capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-6000:]
+    assert_complete_repo(hub, "alice/pretrained")
+    card = hub.read("alice/pretrained", "README.md").decode()
+    meta = yaml.safe_load(card.split("---\n")[1])
+    assert meta["library_name"] == "transformers" and meta["pipeline_tag"] == "feature-extraction"
+    assert "| optimizer steps | 2 |" in card and "--push_to_hub" in card  # the run's real settings
+
+    loaded = load_in_fresh_process("alice/pretrained", hub.client_env(tmp_path / "hf_load"), tmp_path / "l.pt")
+    import torch
+    from transformers import AutoModel
+
+    local = AutoModel.from_pretrained(out, trust_remote_code=True).eval()
+    with torch.no_grad():
+        expected = local(input_ids=loaded["input_ids"], attention_mask=(loaded["input_ids"][..., 0] < 256)
+                         | (loaded["input_ids"][..., 0] == 258) | (loaded["input_ids"][..., 0] == 259)).last_hidden_state
+    torch.testing.assert_close(loaded["hidden"], expected, rtol=0, atol=1e-5)
