@@ -254,3 +254,33 @@ def test_pretrain_script_leaves_a_loadable_checkpoint(tmp_path):
     assert loaded_tok.max_length == 64
     evals = [h for h in trainer.state.log_history if "eval_loss" in h]
     assert evals and "eval_accuracy_tempo" in evals[-1]
+
+
+def test_masker_targets_on_a_hand_built_batch(tmp_path, windows, tok):
+    # Eq. 3 recomputed from the outputs, sequence by sequence: the published code flipped the targets of every
+    # other sequence, which would change this loss.
+    model = tiny_model(masker_target_percent=30)
+    with torch.no_grad():  # a masker far from 0.5 everywhere, so that BCE(p, 1) and BCE(p, 0) differ clearly
+        for parameter in model.masker.parameters():
+            parameter.normal_(0.0, 0.5)
+    features = [windows[i] for i in (0, 5, 9)]
+    trainer = AdversarialTrainer(model=model, args=training_args(tmp_path), train_dataset=windows,
+                                 processing_class=tok, transpose_semitones=0)
+    batches, num_items = trainer.get_batch_samples(iter([trainer.data_collator(features)]), 1, trainer.args.device)
+    model.train()
+    _, outputs = trainer.compute_loss(model, batches[0], return_outputs=True, num_items_in_batch=num_items)
+    probabilities, targets = [], []
+    for b in range(len(features)):
+        chosen = torch.nonzero(outputs.chosen_mask[b]).flatten()
+        losses = outputs.note_losses[b, chosen]
+        n = min(max(int(np.floor(0.3 * len(chosen) + 0.5)), 1), len(chosen) // 2)
+        order = torch.argsort(losses, descending=True)
+        hardest, easiest = chosen[order[:n]], chosen[order[-n:]]
+        assert outputs.note_losses[b, hardest].min() > outputs.note_losses[b, easiest].max()
+        probabilities += [outputs.masker_probabilities[b, hardest], outputs.masker_probabilities[b, easiest]]
+        targets += [torch.ones(n), torch.zeros(n)]
+    bce = torch.nn.functional.binary_cross_entropy
+    expected = bce(torch.cat(probabilities), torch.cat(targets))
+    torch.testing.assert_close(outputs.masker_loss, expected, atol=1e-5, rtol=1e-5)
+    flipped = [1 - t if i in (2, 3) else t for i, t in enumerate(targets)]  # sequence 1's targets inverted
+    assert abs(float(bce(torch.cat(probabilities), torch.cat(flipped)) - expected)) > 1e-3
