@@ -106,7 +106,8 @@ class FinetuneArguments:
     path_column: str = field(default="path", metadata={"help": "Column of --manifest holding the file paths."})
     label_column: str = field(default="label", metadata={"help": "Column with the piece label (sequence task)."})
     group_column: str | None = field(
-        default=None, metadata={"help": "Column naming the song/piece a file belongs to; groups never straddle splits."}
+        default="group", metadata={"help": "Column naming the song/piece a file belongs to (used when present); "
+                                   "groups never straddle splits."}
     )
     task_name: str | None = field(
         default=None, metadata={"help": "Name recorded in the config and model card (default: the recipe, the task, "
@@ -168,7 +169,8 @@ def _dataset_sources(args: FinetuneArguments, level_is_sequence: bool):
     label_column = args.label_column if level_is_sequence else None
 
     def convert(ds):
-        return sources_from_dataset(ds, args.midi_column, label_column, args.group_column)
+        group_column = args.group_column if args.group_column in ds.column_names else None
+        return sources_from_dataset(ds, args.midi_column, label_column, group_column)
 
     if isinstance(loaded, datasets.DatasetDict):
         train = convert(loaded[args.train_split])

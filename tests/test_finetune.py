@@ -1,0 +1,181 @@
+"""Fine-tuning end to end on the shipped sample: a sequence task and a note task with the tiny preset (loss falls,
+the saved model reloads through the Auto classes and reproduces the reported metrics), an unseen folder-per-class
+set in one command with bad files, manifests with a missing file, a datasets.Dataset of bytes, and transposition
+on training batches only."""
+import csv
+import json
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from conftest import FIXTURES, REPO, sample_files
+from transformers import AutoModelForSequenceClassification, AutoModelForTokenClassification, TrainingArguments
+
+from adversarial_midibert.collator import OctupleDataCollator
+from adversarial_midibert.finetune import build_split, load_model_and_tokenizer, main, parse_args, resolve_task
+from adversarial_midibert.finetune_trainer import FinetuneTrainer
+from adversarial_midibert.metrics import load_metric
+
+FAST = ["--model", "preset:tiny", "--max_length", "64", "--save_strategy", "no", "--logging_steps", "1",
+        "--per_device_train_batch_size", "8", "--use_cpu", "true"]
+
+
+def emopia_class_folders(root):
+    for path in sample_files("emopia"):
+        folder = root / path.name[:2]  # Q1..Q4
+        folder.mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, folder / path.name)
+    return root
+
+
+@pytest.fixture(scope="module")
+def emotion_run(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("emotion")
+    argv = FAST + ["--data", str(emopia_class_folders(tmp / "set")), "--output_dir", str(tmp / "out"),
+                   "--eval_fraction", "0.5", "--num_train_epochs", "8", "--learning_rate", "1e-3",
+                   "--eval_strategy", "no"]  # the final evaluation still runs; per-epoch ones only cost time
+    return argv, main(argv), tmp / "out"
+
+
+@pytest.fixture(scope="module")
+def melody_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("melody") / "out"
+    argv = FAST + ["--task", "melody", "--data", str(sample_files("pop909")[0].parent), "--output_dir", str(out),
+                   "--eval_fraction", "0.3", "--num_train_epochs", "2", "--learning_rate", "1e-3"]
+    return argv, main(argv), out
+
+
+def falls(curve, n=3):
+    return np.mean(curve[-n:]) < np.mean(curve[:n])
+
+
+def eval_windows(argv):
+    args, _ = parse_args(argv)
+    task = resolve_task(args)
+    _, tokenizer = load_model_and_tokenizer(args, task)
+    windows, _, song_ids = build_split(task.eval, tokenizer, task, args, stride=0)
+    return windows, song_ids, tokenizer
+
+
+def test_sequence_task_learns_saves_and_reloads(emotion_run):
+    argv, results, out = emotion_run
+    assert results["level"] == "sequence" and results["labels"] == ["Q1", "Q2", "Q3", "Q4"]
+    assert falls(results["train_loss_curve"]), results["train_loss_curve"]
+    model = AutoModelForSequenceClassification.from_pretrained(out, trust_remote_code=True)
+    assert model.config.id2label == {0: "Q1", 1: "Q2", 2: "Q3", 3: "Q4"} and model.config.label2id["Q4"] == 3
+    # The reloaded model, run on the dev windows, gives exactly the reported window and song metrics.
+    windows, song_ids, tokenizer = eval_windows(argv)
+    batch = OctupleDataCollator(tokenizer)(list(windows))
+    with torch.no_grad():
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits.numpy()
+    window = load_metric().compute(predictions=logits.argmax(-1), references=batch["labels"].numpy())
+    song = load_metric("song").compute(predictions=logits, references=batch["labels"].numpy(), song_ids=song_ids)
+    assert results["metrics"]["accuracy"] == pytest.approx(window["accuracy"])
+    assert results["metrics"]["macro_f1"] == pytest.approx(window["macro_f1"])
+    assert results["metrics"]["song_accuracy"] == pytest.approx(song["song_accuracy"])
+    assert results["metrics"]["song_count"] == 4  # one song per class held out
+
+
+def test_run_leaves_confusion_matrix_results_and_model_card(emotion_run):
+    _, results, out = emotion_run
+    assert (out / "confusion_matrix.png").read_bytes()[:4] == b"\x89PNG"
+    assert np.array(results["confusion_matrix"]).sum() == results["metrics"]["count"]
+    saved = json.loads((out / "finetune_results.json").read_text())
+    assert saved["metrics"]["accuracy"] == results["metrics"]["accuracy"]
+    front = yaml.safe_load((out / "README.md").read_text().split("---\n")[1])
+    reported = {m["name"]: m["value"] for m in front["model-index"][0]["results"][0]["metrics"]}
+    assert reported["Accuracy"] == pytest.approx(results["metrics"]["accuracy"])
+    assert reported["Song accuracy"] == pytest.approx(results["metrics"]["song_accuracy"])
+
+
+def test_token_task_learns_and_scores_every_dev_note_once(melody_run):
+    _, results, out = melody_run
+    assert results["level"] == "token" and results["labels"] == ["melody", "bridge", "accompaniment"]
+    assert falls(results["train_loss_curve"]), results["train_loss_curve"]
+    # Dev windows never overlap and padding / BOS / EOS carry -100: each dev note is scored exactly once.
+    assert results["metrics"]["count"] == results["data"]["eval"]["notes"]
+    model = AutoModelForTokenClassification.from_pretrained(out, trust_remote_code=True)
+    assert model.config.note_labeler["kind"] == "track_names" and model.config.num_labels == 3
+    assert results["settings"]["transpose_semitones"] == 6 and results["settings"]["finetune_mask_percent"] == 15
+
+
+def test_unseen_class_folders_with_bad_files_in_one_command(tmp_path):
+    data = tmp_path / "composers"
+    for path in sample_files("giantmidi_eval"):
+        (data / path.name.split("_")[0]).mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, data / path.name.split("_")[0] / path.name)
+    for folder, bad in (("Bach", "empty.mid"), ("Chopin", "garbage.mid"), ("Debussy", "truncated.mid")):
+        shutil.copy(FIXTURES / bad, data / folder / bad)
+    out = tmp_path / "out"
+    cmd = [sys.executable, "train/finetune.py", "--data", str(data), "--output_dir", str(out), *FAST,
+           "--max_steps", "2", "--eval_fraction", "0.5"]
+    run = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    results = json.loads((out / "finetune_results.json").read_text())
+    skipped = {s["song_id"]: s["reason"] for part in ("train", "eval") for s in results["data"][part]["skipped"]}
+    assert set(skipped) == {"Bach/empty.mid", "Chopin/garbage.mid", "Debussy/truncated.mid"}
+    assert "empty" in skipped["Bach/empty.mid"]
+    assert "skipped Chopin/garbage.mid" in run.stdout
+    assert results["labels"] == ["Bach", "Chopin", "Debussy", "Schubert"]
+    assert AutoModelForSequenceClassification.from_pretrained(out, trust_remote_code=True).config.num_labels == 4
+
+
+def test_manifest_with_groups_and_a_missing_file(tmp_path):
+    manifest = tmp_path / "pieces.csv"
+    with open(manifest, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["path", "label", "group"])
+        for path in sample_files("emopia"):
+            writer.writerow([str(path), path.name[:2], path.name.rsplit("_", 1)[0]])  # clips of one song: one group
+        writer.writerow([str(tmp_path / "missing.mid"), "Q1", "missing"])
+    out = tmp_path / "out"
+    results = main(FAST + ["--manifest", str(manifest), "--output_dir", str(out), "--eval_fraction", "0.5",
+                           "--max_steps", "2", "--finetune_mask_percent", "0"])
+    skipped = results["data"]["train"]["skipped"] + results["data"]["eval"]["skipped"]
+    assert [s["reason"] for s in skipped if "missing.mid" in s["song_id"]] != []
+    assert "cannot read" in skipped[0]["reason"]
+    args, _ = parse_args(FAST + ["--manifest", str(manifest), "--eval_fraction", "0.5"])
+    task = resolve_task(args)
+    groups = lambda sources: {s.song_id.rsplit("_", 1)[0] for s in sources if "missing" not in s.song_id}
+    assert groups(task.train).isdisjoint(groups(task.eval))
+    assert json.loads((out / "config.json").read_text())["finetune_mask_percent"] == 0
+
+
+def test_datasets_dataset_with_bytes(tmp_path):
+    import datasets
+
+    files = sample_files("emopia")
+    ds = datasets.Dataset.from_dict({"midi": [p.read_bytes() for p in files], "mood": [p.name[:2] for p in files],
+                                     "song_id": [p.name for p in files]})
+    ds.save_to_disk(str(tmp_path / "ds"))
+    results = main(FAST + ["--hf_dataset", str(tmp_path / "ds"), "--label_column", "mood", "--output_dir",
+                           str(tmp_path / "out"), "--eval_fraction", "0.5", "--max_steps", "2"])
+    assert results["labels"] == ["Q1", "Q2", "Q3", "Q4"] and results["data"]["train"]["songs"] == 4
+
+
+def test_transposition_only_touches_training_forwards(tmp_path):
+    argv = FAST + ["--task", "velocity", "--data", str(sample_files("pop909")[0].parent), "--output_dir", str(tmp_path)]
+    args, _ = parse_args(argv)
+    task = resolve_task(args)
+    model, tokenizer = load_model_and_tokenizer(args, task)
+    windows, _, _ = build_split(task.train[:1], tokenizer, task, args, stride=0)
+    seen = []
+    model.register_forward_pre_hook(lambda module, a, kw: seen.append(kw["input_ids"].clone()), with_kwargs=True)
+    trainer = FinetuneTrainer(model=model, args=TrainingArguments(str(tmp_path), use_cpu=True, report_to="none"),
+                              transpose_semitones=6)
+    batch = OctupleDataCollator(tokenizer)([windows[i] for i in range(8)])
+    torch.manual_seed(0)
+    model.train()
+    trainer.compute_loss(model, dict(batch))
+    model.eval()
+    trainer.prediction_step(model, dict(batch), prediction_loss_only=False)
+    shifts = (seen[0][..., 3] - batch["input_ids"][..., 3])[batch["attention_mask"].bool()]
+    assert shifts.abs().max() > 0 and shifts.abs().max() <= 6
+    assert torch.equal(seen[1], batch["input_ids"])
+    # Only the pitch column moves.
+    other = [j for j in range(8) if j != 3]
+    assert torch.equal(seen[0][..., other], batch["input_ids"][..., other])
