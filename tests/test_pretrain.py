@@ -277,7 +277,8 @@ def test_masker_targets_on_a_hand_built_batch(tmp_path, windows, tok):
         order = torch.argsort(losses, descending=True)
         hardest, easiest = chosen[order[:n]], chosen[order[-n:]]
         assert outputs.note_losses[b, hardest].min() > outputs.note_losses[b, easiest].max()
-        probabilities += [outputs.masker_probabilities[b, hardest], outputs.masker_probabilities[b, easiest]]
+        probs = outputs.masker_probabilities[b].detach()
+        probabilities += [probs[hardest], probs[easiest]]
         targets += [torch.ones(n), torch.zeros(n)]
     bce = torch.nn.functional.binary_cross_entropy
     expected = bce(torch.cat(probabilities), torch.cat(targets))
