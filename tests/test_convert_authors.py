@@ -362,3 +362,35 @@ def test_command_line_reports_a_refusal(tmp_path, capsys):
     assert main([str(tmp_path / "other.pth"), str(tmp_path / "out")]) == 2
     assert "not an Adversarial-MidiBERT checkpoint" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("cls, name, their_id", [
+    # Lines of PianoBART's Data/dict.txt (make_dict.py's printout), the dictionary their README points to.
+    ("Bar", "Bar <CLS>", 260), ("Position", "Position 127/64", 127), ("Position", "Position <SOS>", 130),
+    ("Instrument", "Instrument percussion", 128), ("Instrument", "Instrument <PAD>", 129),
+    ("Pitch", "Pitch percussion 0", 128), ("Pitch", "Pitch <MASK>", 257), ("Duration", "Duration <EOS>", 131),
+    ("Velocity", "Velocity 126", 31), ("Velocity", "Velocity <SEP>", 37), ("TimeSig", "TimeSig 4/4", 9),
+    ("TimeSig", "TimeSig 6/8", 19), ("TimeSig", "TimeSig 128/64", 253), ("TimeSig", "TimeSig <SOS>", 256),
+    ("Tempo", "Tempo 16.951409509748725", 1), ("Tempo", "Tempo 120.81591202325676", 35), ("Tempo", "Tempo <EOS>", 52),
+])
+def test_expected_dictionary_matches_their_published_one(cls, name, their_id):
+    from adversarial_midibert.convert_authors import authors_dictionary
+    from tokenization_octuple import TIME_SIGNATURE_TABLE
+
+    assert authors_dictionary()[cls][name] == their_id
+    if cls == "TimeSig" and "<" not in name:  # and their time-signature id is ours
+        numerator, denominator = map(int, name.split()[1].split("/"))
+        assert TIME_SIGNATURE_TABLE.index((numerator, denominator)) == their_id
+
+
+def test_convert_subcommand_parses_like_the_module_entry_point(tmp_path, capsys):
+    import argparse
+
+    from adversarial_midibert.convert_authors import add_convert
+
+    parser = argparse.ArgumentParser(prog="adversarial-midibert")
+    add_convert(parser.add_subparsers(dest="command", required=True))
+    torch.save({"encoder.weight": torch.zeros(2, 2)}, tmp_path / "other.pth")
+    args = parser.parse_args(["convert", str(tmp_path / "other.pth"), str(tmp_path / "out"), "--revision", "v1"])
+    assert args.revision == "v1" and args.func(args) == 2
+    assert "not an Adversarial-MidiBERT checkpoint" in capsys.readouterr().err

@@ -418,6 +418,8 @@ class ConversionReport:
         lines += [f"    {key}: {reason}" for key, reason in self.plan.skipped.items()]
         if self.not_converted:
             lines.append(f"  not in the authors' files, freshly initialised: {', '.join(self.not_converted)}")
+        lines.append("  CLS and SEP rows (their last two ids per attribute, absent from their data) dropped from "
+                     "every embedding table and recoverer head")
         lines.append("  dictionary: " + ("checked against ours" if self.dictionary_checked else
                                         "none given (ids assumed to follow PianoBART's Octuple.pkl)"))
         return "\n".join(lines)
@@ -490,12 +492,7 @@ def convert_authors_checkpoint(source, output_dir, *, dictionary=None, revision:
     return report
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Command line: `python -m adversarial_midibert.convert_authors SOURCE OUTPUT_DIR [--dictionary PKL]`."""
-    parser = argparse.ArgumentParser(
-        prog="adversarial-midibert convert",
-        description="Convert the authors' published Adversarial-MidiBERT weights (.pth state dicts or their Hub "
-                    "release) into a folder the transformers Auto classes load with trust_remote_code=True.")
+def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("source", help="their .pth / .bin / .safetensors file, a release folder, or a Hub repo id "
                                        "(e.g. RS2002/Adversarial-MidiBERT)")
     parser.add_argument("output_dir", help="folder to write the converted checkpoint to")
@@ -504,7 +501,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--revision", help="Hub revision when SOURCE is a repo id")
     parser.add_argument("--num_attention_heads", type=int,
                         help="attention heads, only for absolute-position checkpoints (default 12)")
-    args = parser.parse_args(argv)
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         report = convert_authors_checkpoint(args.source, args.output_dir, dictionary=args.dictionary,
                                             revision=args.revision, num_attention_heads=args.num_attention_heads)
@@ -513,6 +512,37 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     print(report)
     return 0
+
+
+_DESCRIPTION = ("Convert the authors' published Adversarial-MidiBERT weights (.pth state dicts or their Hub "
+                "release) into a folder the transformers Auto classes load with trust_remote_code=True.")
+
+
+def add_convert(subparsers) -> None:
+    """The `convert` subcommand of the `adversarial-midibert` command (see `adversarial_midibert.cli`)."""
+    parser = subparsers.add_parser("convert", help="convert the authors' published weights into our classes",
+                                   description=_DESCRIPTION)
+    _add_arguments(parser)
+    parser.set_defaults(func=_run)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """
+    Command line: `python -m adversarial_midibert.convert_authors SOURCE OUTPUT_DIR [--dictionary PKL]`.
+
+    Returns the exit code: 0, or 2 when the checkpoint is refused (the reason is printed).
+
+    Example:
+
+    ```python
+    >>> from adversarial_midibert.convert_authors import main
+    >>> main(["pretrain_model.pth", "runs/authors"])   # doctest: +SKIP
+    converted pretrain_model.pth -> runs/authors (AdversarialMidiBertForPreTraining)
+    ```
+    """
+    parser = argparse.ArgumentParser(prog="python -m adversarial_midibert.convert_authors", description=_DESCRIPTION)
+    _add_arguments(parser)
+    return _run(parser.parse_args(argv))
 
 
 def _strip_data_parallel(mapping: Mapping) -> dict:
@@ -529,7 +559,7 @@ def _one_prefix(shapes: Mapping[str, tuple], suffix: str, what: str) -> str | No
     return prefixes[0] if prefixes else None
 
 
-__all__ = ["ConversionError", "ConversionPlan", "ConversionReport", "authors_dictionary",
+__all__ = ["ConversionError", "ConversionPlan", "ConversionReport", "add_convert", "authors_dictionary",
            "check_authors_dictionary", "convert_authors_checkpoint", "convert_state_dict",
            "load_authors_checkpoint", "main", "plan_conversion"]
 
