@@ -176,7 +176,12 @@ def write_model_card(
             labels_section=(", ".join(f"`{i}`: {label}" for i, label in enumerate(labels))
                             if labels else "Stored in `config.json` (`id2label`)."),
         )
-    body = (TEMPLATES / f"{kind}.md").read_text(encoding="utf-8").format(**fields)
+    template = TEMPLATES / f"{kind}.md"
+    if not template.is_file():
+        # The templates sit beside train/ in a checkout (editable install); a wheel does not carry them.
+        raise FileNotFoundError(f"model-card template {template} not found: install the package from a checkout "
+                                "with `pip install -e .`")
+    body = template.read_text(encoding="utf-8").format(**fields)
     body = re.sub(r"\n{3,}", "\n\n", body)
     front = yaml.safe_dump(metadata, sort_keys=False, allow_unicode=True)
     path = output_dir / "README.md"
