@@ -379,16 +379,25 @@ class AdversarialMidiBertSelfAttention(nn.Module):
         )
 
     def forward(
-        self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None, output_attentions: bool = False
+        self, hidden_states: torch.Tensor, key_mask: torch.Tensor | None, output_attentions: bool = False
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         shape = (*hidden_states.shape[:-1], -1, self.attention_head_size)
         query = self.query(hidden_states).view(shape).transpose(1, 2)
         key = self.key(hidden_states).view(shape).transpose(1, 2)
         value = self.value(hidden_states).view(shape).transpose(1, 2)
+        # One additive float mask in the query's dtype (sdpa requires it; under autocast that is not the
+        # embeddings' dtype). The dtype minimum, not -inf, keeps padded query rows finite, so no NaN reaches the
+        # real rows through 0 * NaN in the next layer; it is filled in after adding the bias so fp16 cannot
+        # overflow to -inf.
+        attention_mask = None
         if self.distance_embedding is not None:
             bias = relative_key_query_bias(query, key, self.distance_embedding.weight, self.max_position_embeddings)
-            bias = bias * self.scaling
-            attention_mask = bias if attention_mask is None else bias + attention_mask
+            attention_mask = bias * self.scaling
+            if key_mask is not None:
+                attention_mask = attention_mask.masked_fill(~key_mask, torch.finfo(query.dtype).min)
+        elif key_mask is not None:
+            attention_mask = torch.zeros(key_mask.shape, dtype=query.dtype, device=query.device)
+            attention_mask = attention_mask.masked_fill(~key_mask, torch.finfo(query.dtype).min)
         implementation = self.config._attn_implementation
         if output_attentions:
             implementation = "eager"  # sdpa cannot return the weights
@@ -422,8 +431,8 @@ class AdversarialMidiBertAttention(nn.Module):
         self.self = AdversarialMidiBertSelfAttention(config)
         self.output = AdversarialMidiBertSelfOutput(config)
 
-    def forward(self, hidden_states, attention_mask, output_attentions=False):
-        attended, weights = self.self(hidden_states, attention_mask, output_attentions)
+    def forward(self, hidden_states, key_mask, output_attentions=False):
+        attended, weights = self.self(hidden_states, key_mask, output_attentions)
         return self.output(attended, hidden_states), weights
 
 
@@ -454,8 +463,8 @@ class AdversarialMidiBertLayer(GradientCheckpointingLayer):
         self.intermediate = AdversarialMidiBertIntermediate(config)
         self.output = AdversarialMidiBertOutput(config)
 
-    def forward(self, hidden_states, attention_mask=None, output_attentions=False):
-        attended, weights = self.attention(hidden_states, attention_mask, output_attentions)
+    def forward(self, hidden_states, key_mask=None, output_attentions=False):
+        attended, weights = self.attention(hidden_states, key_mask, output_attentions)
         return self.output(self.intermediate(attended), attended), weights
 
 
@@ -464,12 +473,12 @@ class AdversarialMidiBertEncoder(nn.Module):
         super().__init__()
         self.layer = nn.ModuleList(AdversarialMidiBertLayer(config) for _ in range(config.num_hidden_layers))
 
-    def forward(self, hidden_states, attention_mask, output_attentions=False, output_hidden_states=False):
+    def forward(self, hidden_states, key_mask, output_attentions=False, output_hidden_states=False):
         all_hidden = (hidden_states,) if output_hidden_states else None
         all_attentions = () if output_attentions else None
         for layer in self.layer:
             # Positional arguments: re-entrant checkpointing only propagates gradients through those.
-            hidden_states, weights = layer(hidden_states, attention_mask, output_attentions)
+            hidden_states, weights = layer(hidden_states, key_mask, output_attentions)
             if output_hidden_states:
                 all_hidden += (hidden_states,)
             if output_attentions:
@@ -612,15 +621,11 @@ class AdversarialMidiBertModel(AdversarialMidiBertPreTrainedModel):
         return_dict = return_dict if return_dict is not None else self.config.return_dict
 
         hidden_states = self.embeddings(input_ids)
-        additive_mask = None
+        # (batch, 1, 1, length), True = attend; None when nothing is padded (sdpa's fastest path).
+        key_mask = None
         if attention_mask is not None and not bool(attention_mask.all()):
-            # Additive float mask, (batch, 1, 1, length): it sums with the per-head relative-position bias and
-            # suits both the eager and the sdpa paths. The dtype minimum (not -inf) keeps fully padded query
-            # rows finite.
-            additive_mask = torch.zeros(attention_mask.shape, dtype=hidden_states.dtype, device=hidden_states.device)
-            additive_mask = additive_mask.masked_fill(~attention_mask.bool(), torch.finfo(hidden_states.dtype).min)
-            additive_mask = additive_mask[:, None, None, :]
-        outputs = self.encoder(hidden_states, additive_mask, output_attentions, output_hidden_states)
+            key_mask = attention_mask.bool()[:, None, None, :]
+        outputs = self.encoder(hidden_states, key_mask, output_attentions, output_hidden_states)
         if not return_dict:
             return tuple(value for value in outputs.to_tuple())
         return outputs

@@ -345,3 +345,19 @@ def test_paper_parameter_count_against_the_papers_115m(capsys):
         )
     assert backbone == 88_525_312
     assert round(authors / 1e6) == 115
+
+
+@pytest.mark.parametrize("position", POSITION_TYPES)
+def test_bf16_autocast_with_padding_stays_finite_and_close(position):
+    """Under autocast the queries are bf16 while the embeddings are fp32: the mask must follow the queries."""
+    config = tiny_config(position_embedding_type=position)
+    model = build(AdversarialMidiBertModel, config)
+    ids, mask = window_batch(config, [12, 4], total=16)
+    reference = model(input_ids=ids, attention_mask=mask).last_hidden_state
+    for implementation in ("sdpa", "eager"):
+        model.set_attn_implementation(implementation)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            hidden = model(input_ids=ids, attention_mask=mask).last_hidden_state
+        assert torch.isfinite(hidden).all()
+        real = mask.bool()
+        assert (hidden.float()[real] - reference[real]).abs().max() < 0.1
