@@ -345,42 +345,61 @@ class OctupleTokenizer(PushToHubMixin):
             raise MidiError(name, f"too many notes: {n_notes} > max_notes={self.max_notes}")
         tpq = int(score.ticks_per_quarter)
 
-        times, ends, pitches, velocities, instruments, track_idx, note_idx = [], [], [], [], [], [], []
-        names, programs, drums = [], [], []
-        for t, track in enumerate(score.tracks):
-            is_drum = bool(track.is_drum)
-            program = min(max(int(track.program), 0), 127)
+        names, programs, drums, counts, arrays = [], [], [], [], []
+        for track in score.tracks:
             names.append(str(track.name))
-            programs.append(program)
-            drums.append(is_drum)
-            if track.note_num() == 0:
-                continue
-            arr = track.notes.numpy()
-            count = arr["time"].shape[0]
-            time = arr["time"].astype(np.int64)
-            times.append(time)
-            ends.append(time + np.maximum(arr["duration"].astype(np.int64), 0))
-            # int8 export: a data byte > 127 in a damaged file comes back negative; keep it inside 0..127
-            pitches.append(np.clip(arr["pitch"].astype(np.int64), 0, 127) + (128 if is_drum else 0))
-            velocities.append(np.clip(arr["velocity"].astype(np.int64), 0, 127))
-            instruments.append(np.full(count, DRUM_INSTRUMENT if is_drum else program, dtype=np.int64))
-            track_idx.append(np.full(count, t, dtype=np.int32))
-            note_idx.append(np.arange(count, dtype=np.int32))
-        time = np.maximum(np.concatenate(times), 0)
-        onset = _positions(time, tpq)
-        duration = np.maximum(_positions(np.maximum(np.concatenate(ends), time), tpq) - onset, 0)
+            programs.append(min(max(int(track.program), 0), 127))
+            drums.append(bool(track.is_drum))
+            counts.append(int(track.note_num()))
+            if counts[-1]:
+                arrays.append(track.notes.numpy())
+        # Per-track values spread over that track's notes: one concatenation per column, no per-note Python.
+        count = np.asarray(counts, dtype=np.int64)
+        is_drum = np.repeat(np.asarray(drums, dtype=bool), count)
+        instrument = np.repeat(np.where(drums, DRUM_INSTRUMENT, programs).astype(np.int64), count)
+        track_index = np.repeat(np.arange(len(counts), dtype=np.int32), count)
+        first_note = np.repeat(np.cumsum(count) - count, count)
+        note_index = (np.arange(n_notes, dtype=np.int64) - first_note).astype(np.int32)
 
+        def column(key: str) -> np.ndarray:
+            return np.concatenate([a[key] for a in arrays]).astype(np.int64)
+
+        time = np.maximum(column("time"), 0)
+        end = time + np.maximum(column("duration"), 0)
+        onset = _positions(time, tpq)
         bar, position, ts_id = self._bars(score, tpq, onset)
-        tempo_id = self._note_tempos(score, tpq, onset)
-        dur_id = np.searchsorted(DURATION_TABLE, duration, side="right") - 1
-        ids = np.stack([bar, position, np.concatenate(instruments), np.concatenate(pitches), dur_id,
-                        np.concatenate(velocities) // 4, ts_id, tempo_id], axis=1)
-        # Sort key (bar, position, instrument, pitch, duration, velocity): decode -> encode then gives the same
-        # order back; lexsort is stable, so identical notes keep their file order.
-        order = np.lexsort((ids[:, 5], ids[:, 4], ids[:, 3], ids[:, 2], ids[:, 1], ids[:, 0]))
-        return OctupleSong(ids=ids[order], track_index=np.concatenate(track_idx)[order],
-                           note_index=np.concatenate(note_idx)[order], track_names=names,
-                           track_programs=programs, track_is_drum=drums, name=name)
+        ids = np.empty((n_notes, 8), dtype=np.int64)
+        ids[:, 0] = bar
+        ids[:, 1] = position
+        ids[:, 2] = instrument
+        # int8 export: a data byte > 127 in a damaged file comes back negative; keep it inside 0..127
+        ids[:, 3] = np.clip(column("pitch"), 0, 127) + 128 * is_drum
+        ids[:, 4] = np.searchsorted(DURATION_TABLE, _positions(end, tpq) - onset, side="right") - 1
+        ids[:, 5] = np.clip(column("velocity"), 0, 127) // 4
+        ids[:, 6] = ts_id
+        ids[:, 7] = self._note_tempos(score, tpq, onset)
+        order = self._note_order(ids)
+        return OctupleSong(ids=ids[order], track_index=track_index[order], note_index=note_index[order],
+                           track_names=names, track_programs=programs, track_is_drum=drums, name=name)
+
+    @staticmethod
+    def _note_order(ids: np.ndarray) -> np.ndarray:
+        """Stable order by (bar, position, instrument, pitch, duration, velocity).
+
+        This order is a function of the ids alone, so decode -> encode returns the same sequence; stability
+        keeps identical notes in file order. The six keys pack into one int64 (35 bits below the bar) unless
+        the bar index is astronomically large, which a damaged file can produce.
+        """
+        bar = ids[:, 0]
+        if bar.max(initial=0) < 1 << 27:
+            key = bar << 35
+            key |= ids[:, 1] << 28
+            key |= ids[:, 2] << 20
+            key |= ids[:, 3] << 12
+            key |= ids[:, 4] << 5
+            key |= ids[:, 5]
+            return np.argsort(key, kind="stable")
+        return np.lexsort((ids[:, 5], ids[:, 4], ids[:, 3], ids[:, 2], ids[:, 1], ids[:, 0]))
 
     @staticmethod
     def _bars(score: symusic.Score, tpq: int, onset: np.ndarray):
@@ -485,7 +504,7 @@ class OctupleTokenizer(PushToHubMixin):
         return np.concatenate([np.asarray([self.bos_ids]), notes, np.asarray([self.eos_ids])]).astype(np.int64)
 
     def __call__(self, midi_or_list, max_length: int | None = None, stride: int | None = None,
-                 padding: bool | str = False, return_tensors: str | None = None, **kwargs: Any) -> BatchEncoding:
+                 padding: bool | str = False, return_tensors: str | None = None) -> BatchEncoding:
         """Tokenize one input or a list of inputs into windows.
 
         Args:
@@ -510,9 +529,6 @@ class OctupleTokenizer(PushToHubMixin):
         (torch.Size([256, 8]), [0])
         ```
         """
-        unknown = set(kwargs) - {"truncation", "return_overflowing_tokens", "return_attention_mask"}
-        if unknown:
-            raise TypeError(f"unexpected arguments: {sorted(unknown)}")
         max_length = self.max_length if max_length is None else int(max_length)
         inputs = list(midi_or_list) if isinstance(midi_or_list, (list, tuple)) else [midi_or_list]
         windows, tracks, notes, sample = [], [], [], []
@@ -532,27 +548,36 @@ class OctupleTokenizer(PushToHubMixin):
             target = None
         else:
             raise ValueError(f"padding must be True, False, 'longest', 'max_length' or 'do_not_pad', got {padding!r}")
-        if target is None and return_tensors is not None and len(set(lengths)) > 1:
-            raise ValueError("windows have different lengths; pass padding=True to return tensors")
-        if target is not None:
-            pad_row = np.asarray([self.pad_ids], dtype=np.int64)
-            for k, length in enumerate(lengths):
-                extra = target - length
-                windows[k] = np.concatenate([windows[k], np.repeat(pad_row, extra, axis=0)])
-                tracks[k] = np.concatenate([tracks[k], np.full(extra, -1)])
-                notes[k] = np.concatenate([notes[k], np.full(extra, -1)])
-        masks = [np.concatenate([np.ones(n, np.int64), np.zeros(w.shape[0] - n, np.int64)])
-                 for w, n in zip(windows, lengths)]
-        columns = {"input_ids": windows, "attention_mask": masks, "track_index": tracks, "note_index": notes}
-        if return_tensors is None:
-            data = {key: [a.astype(np.int64).tolist() for a in value] for key, value in columns.items()}
-            data["overflow_to_sample_mapping"] = sample
-            return BatchEncoding(data)
-        if return_tensors not in ("pt", "np"):
+        if return_tensors not in (None, "pt", "np"):
             raise ValueError(f"return_tensors must be 'pt', 'np' or None, got {return_tensors!r}")
-        data = {key: np.stack(value).astype(np.int64) for key, value in columns.items()}
-        data["overflow_to_sample_mapping"] = np.asarray(sample, dtype=np.int64)
-        return BatchEncoding(data, tensor_type=return_tensors)
+        if target is None and return_tensors is None:
+            data = {"input_ids": [w.tolist() for w in windows],
+                    "attention_mask": [[1] * n for n in lengths],
+                    "track_index": [a.tolist() for a in tracks], "note_index": [a.tolist() for a in notes],
+                    "overflow_to_sample_mapping": sample}
+            return BatchEncoding(data)
+        if target is None:
+            if len(set(lengths)) > 1:
+                raise ValueError("windows have different lengths; pass padding=True to return tensors")
+            target = lengths[0]
+        # Preallocated, PAD-filled arrays: one copy per window instead of a concatenation per padded column.
+        input_ids = np.empty((len(windows), target, 8), dtype=np.int64)
+        input_ids[:] = self.pad_ids
+        attention_mask = np.zeros((len(windows), target), dtype=np.int64)
+        track_index = np.full((len(windows), target), -1, dtype=np.int64)
+        note_index = np.full((len(windows), target), -1, dtype=np.int64)
+        for k, n in enumerate(lengths):
+            input_ids[k, :n] = windows[k]
+            attention_mask[k, :n] = 1
+            track_index[k, :n] = tracks[k]
+            note_index[k, :n] = notes[k]
+        data = {"input_ids": input_ids, "attention_mask": attention_mask, "track_index": track_index,
+                "note_index": note_index, "overflow_to_sample_mapping": np.asarray(sample, dtype=np.int64)}
+        if return_tensors is None:
+            return BatchEncoding({key: value.tolist() for key, value in data.items()})
+        if return_tensors == "pt":
+            data = {key: torch.from_numpy(value) for key, value in data.items()}
+        return BatchEncoding(data)
 
     # ------------------------------------------------------------------ decoding
 
