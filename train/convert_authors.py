@@ -295,9 +295,14 @@ def load_authors_checkpoint(source, *, revision: str | None = None, cache_dir=No
         if not re.fullmatch(r"[\w.-]+/[\w.-]+", str(source)):
             raise ConversionError(f"{source}: no such file or folder, and not a Hub repo id (owner/name)")
         from huggingface_hub import snapshot_download
+        from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
 
-        path = Path(snapshot_download(str(source), revision=revision, cache_dir=cache_dir, allow_patterns=[
-            *WEIGHT_FILES, "*.pth", "*.pt", "config.json", DICTIONARY_FILE]))
+        try:
+            path = Path(snapshot_download(str(source), revision=revision, cache_dir=cache_dir, allow_patterns=[
+                *WEIGHT_FILES, "*.pth", "*.pt", "config.json", DICTIONARY_FILE]))
+        except (HfHubHTTPError, LocalEntryNotFoundError) as error:
+            raise ConversionError(f"{source}: cannot download it from the Hub ({type(error).__name__}: "
+                                  f"{str(error).splitlines()[0]})") from error
     found = {"weights": None, "dictionary": None, "release_config": None}
     if path.is_dir():
         candidates = [path / name for name in WEIGHT_FILES if (path / name).is_file()]
