@@ -11,7 +11,7 @@ must run with `HF_HUB_DISABLE_XET=1`. Each commit is a full snapshot of the repo
 so older revisions stay downloadable by commit id, as on the Hub. Errors carry the `X-Error-Code` headers
 `huggingface_hub` turns into `RepositoryNotFoundError`, `RevisionNotFoundError` and `EntryNotFoundError`.
 
-Use it from a test through the `hub_server` fixture of `test_hub_push.py`, or directly:
+Use it from a test through the `hub` fixture of `test_hub_push.py`, or directly:
 
 >>> from hub_server import HubServer
 >>> with HubServer(tmp_path) as hub:                       # doctest: +SKIP
