@@ -16,7 +16,10 @@ from typing import Any
 
 import yaml
 
-TEMPLATES = Path(__file__).resolve().parent.parent / "model_cards"
+# The templates live in the repository's model_cards/ folder, which installs as adversarial_midibert.model_cards
+# (setup.cfg maps it): beside this file in a wheel, beside train/ in a checkout.
+_HERE = Path(__file__).resolve().parent
+TEMPLATES = next((p for p in (_HERE / "model_cards", _HERE.parent / "model_cards") if p.is_dir()), _HERE / "model_cards")
 KINDS = ("pretrained", "finetuned")
 BASE_TAGS = ["adversarial-midibert", "midi", "symbolic-music", "music", "octuple", "bert", "custom_code"]
 # A Hub repo id (`owner/name`); a local path as `base_model` would fail the Hub's metadata validation.
