@@ -84,6 +84,7 @@ class MidiError(ValueError):
     ... except MidiError as err:
     ...     print(err.path, "|", err.reason)
     empty.mid | empty file (0 bytes)
+
     ```
     """
 
@@ -145,6 +146,7 @@ def reduce_time_signature(numerator: int, denominator: int) -> tuple[int, int]:
     ```python
     >>> reduce_time_signature(3, 4), reduce_time_signature(9, 4), reduce_time_signature(6, 256)
     ((3, 4), (3, 4), (1, 32))
+
     ```
     """
     n, d = int(numerator), int(denominator)
@@ -208,6 +210,7 @@ class OctupleTokenizer(PushToHubMixin):
     >>> enc["input_ids"].shape[-1], enc["input_ids"].shape[1]
     (8, 512)
     >>> midi = tok.decode(enc["input_ids"][0])  # a pretty_midi.PrettyMIDI; tok(midi) gives the same ids
+
     ```
     """
 
@@ -263,6 +266,7 @@ class OctupleTokenizer(PushToHubMixin):
         >>> score = OctupleTokenizer().load_score("train/sample_midi/pop909/048.mid")
         >>> score.ticks_per_quarter > 0
         True
+
         ```
         """
         if isinstance(midi, _SCORE_TYPES):
@@ -330,6 +334,7 @@ class OctupleTokenizer(PushToHubMixin):
         >>> song = OctupleTokenizer().encode_song("train/sample_midi/pop909/048.mid")
         >>> song.ids.shape[1], len(song) == len(song.track_index)
         (8, True)
+
         ```
         """
         if name is None and isinstance(midi, (str, os.PathLike)):
@@ -463,6 +468,7 @@ class OctupleTokenizer(PushToHubMixin):
         >>> spans = tok.window_spans(tok.encode_song("train/sample_midi/pop909/048.mid"))
         >>> spans[0][0], spans[1][0] == spans[0][1] - 10
         (0, True)
+
         ```
         """
         max_length = self.max_length if max_length is None else int(max_length)
@@ -492,6 +498,7 @@ class OctupleTokenizer(PushToHubMixin):
         >>> w = tok.window_ids(song, 10, 20)
         >>> w.shape, int(w[1, 0])
         ((12, 8), 0)
+
         ```
         """
         if not 0 <= start < end <= len(song):
@@ -527,6 +534,7 @@ class OctupleTokenizer(PushToHubMixin):
         >>> enc = tok("train/sample_midi/pop909/048.mid", max_length=256, padding=True, return_tensors="pt")
         >>> enc["input_ids"].shape[1:], enc["overflow_to_sample_mapping"].unique().tolist()
         (torch.Size([256, 8]), [0])
+
         ```
         """
         max_length = self.max_length if max_length is None else int(max_length)
@@ -596,6 +604,7 @@ class OctupleTokenizer(PushToHubMixin):
         >>> midi = tok.decode(enc["input_ids"][0])
         >>> tok(midi, max_length=64)["input_ids"][0] == enc["input_ids"][0]
         True
+
         ```
         """
         score = self._ids_to_score(ids)
@@ -702,6 +711,7 @@ class OctupleTokenizer(PushToHubMixin):
         >>> ids = np.array([[0, 0, 0, 60, 4, 20, 9, 24], [0, 0, 128, 164, 4, 20, 9, 24]])
         >>> OctupleTokenizer.transpose(ids, 3)[:, 3].tolist()
         [63, 164]
+
         ```
         """
         if isinstance(ids, torch.Tensor):
@@ -734,6 +744,7 @@ class OctupleTokenizer(PushToHubMixin):
         >>> shifted = OctupleTokenizer.random_transpose(ids, 6, torch.Generator().manual_seed(0))
         >>> -6 <= int(shifted[0, 0, 3]) - 60 <= 6
         True
+
         ```
         """
         ids = torch.as_tensor(ids)
@@ -778,6 +789,7 @@ class OctupleTokenizer(PushToHubMixin):
         ...     _ = OctupleTokenizer(max_length=512).save_pretrained(d)
         ...     OctupleTokenizer.from_pretrained(d).max_length
         512
+
         ```
         """
         if os.path.isfile(save_directory):
@@ -816,6 +828,7 @@ class OctupleTokenizer(PushToHubMixin):
         ```python
         >>> from transformers import AutoTokenizer
         >>> tok = AutoTokenizer.from_pretrained("runs/pretrain", trust_remote_code=True)  # doctest: +SKIP
+
         ```
         """
         hub_keys = ("cache_dir", "force_download", "proxies", "token", "revision", "local_files_only",

@@ -426,3 +426,30 @@ def test_auto_tokenizer_in_a_fresh_process_tokenizes_identically(tmp_path):
                             timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "OK 128 8 transformers_modules." in result.stdout
+
+
+def test_docstring_examples_run(monkeypatch):
+    import doctest
+
+    monkeypatch.chdir(REPO)  # the examples use the shipped sample's relative paths
+    result = doctest.testmod(octuple, optionflags=doctest.ELLIPSIS)
+    assert result.attempted >= 20 and result.failed == 0
+
+
+@pytest.mark.parametrize("corpus", ["pop909", "asap", "emopia"])
+def test_shared_corpus_files_round_trip_exactly(shared_data, corpus):
+    roundtrip = _load_script("roundtrip_corpus")
+    paths = roundtrip.manifest_paths(shared_data / corpus)[::97][:4]
+    for path in paths:
+        counts = roundtrip.round_trip(OctupleTokenizer(max_length=256), path, 256)
+        assert counts["bad_windows"] == 0 and counts["song_mismatch"] == 0, path
+        assert counts["windows"] >= 1 and counts["notes"] > 0
+
+
+def _load_script(name):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, REPO / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
