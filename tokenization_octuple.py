@@ -12,6 +12,12 @@ tempo`. The tables are MusicBERT's (see `SPEC.md`, "Octuple tokens"):
 - tempo: `round(12 * log2(clip(bpm, 16, 256) / 16))` (49 ids), the tempo in force at the note's onset;
 - velocity: `velocity // 4`; instrument: the General MIDI program, 128 for drums; drum pitch: `pitch + 128`.
 
+Tempo and meter events are placed on the position grid like notes; of several events at one position the last
+holds, and a meter event that repeats the meter in force is not a change (it does not cut a bar short).
+Notes are sorted by `(bar, position, instrument, pitch, duration, velocity)`, a function of the ids alone, so
+`decode` followed by encoding gives the same ids back; `decode` writes 480 ticks per quarter and puts
+overlapping notes of one pitch on separate tracks so that no MIDI parser can pair their note-offs differently.
+
 After each attribute's regular ids come `PAD, MASK, BOS, EOS`, so special ids never collide with real values.
 
 This file is Hub code: it imports only the standard library, numpy, torch, transformers, symusic and
@@ -26,7 +32,7 @@ import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import pretty_midi
@@ -225,7 +231,7 @@ class OctupleTokenizer(PushToHubMixin):
     _auto_class = None
 
     def __init__(self, max_length: int = 1024, stride: int = 0, max_bars: int = 256, max_notes: int = 1_000_000,
-                 **kwargs: Any):
+                 name_or_path: str = ""):
         self._check_window_settings(max_length, stride, max_bars)
         if max_notes < 1:
             raise ValueError(f"max_notes must be positive, got {max_notes}")
@@ -233,7 +239,7 @@ class OctupleTokenizer(PushToHubMixin):
         self.stride = int(stride)
         self.max_bars = int(max_bars)
         self.max_notes = int(max_notes)
-        self.name_or_path = str(kwargs.pop("name_or_path", ""))
+        self.name_or_path = str(name_or_path)  # where from_pretrained loaded it, as transformers objects keep it
 
     @staticmethod
     def _check_window_settings(max_length: int, stride: int, max_bars: int) -> None:
@@ -589,7 +595,7 @@ class OctupleTokenizer(PushToHubMixin):
 
     # ------------------------------------------------------------------ decoding
 
-    def decode(self, ids, **kwargs: Any) -> pretty_midi.PrettyMIDI:
+    def decode(self, ids) -> pretty_midi.PrettyMIDI:
         """Turn the ids of one window, `(L, 8)`, back into a `pretty_midi.PrettyMIDI` (480 ticks per quarter,
         tempo and time-signature changes written). Rows holding any special id are skipped; so are bars >= 256,
         so decode a long song window by window (`window_spans` + `window_ids`).

@@ -1,8 +1,8 @@
 """Fuzz the Octuple tokenizer with mutated real MIDI: nothing but `MidiError` may escape.
 
-Seeds are the shipped sample files and the edge-case fixtures. Each input is one seeded mutation (byte and bit
-flips, data-byte edits, truncation, header and chunk-length edits, inserted / deleted / duplicated / spliced byte runs, random
-events appended to a track, pure noise). Every input goes through the full user path: `tok(data)` (parse,
+Seeds are the shipped sample files and the edge-case fixtures that are valid MIDI. Each input is one to three
+seeded mutations (byte and bit flips, data-byte edits, truncation, header and chunk-length edits, inserted /
+deleted / duplicated / spliced byte runs, random events at the start of a track, pure noise). Every input goes through the full user path: `tok(data)` (parse,
 quantize, windows, padding to tensors) and, when it tokenizes, `decode` of each window and a re-encode that must
 give the same ids back.
 

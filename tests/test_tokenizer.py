@@ -1,6 +1,5 @@
 """OctupleTokenizer: exact quantization, windows, batching, decode round trips, errors, transposition, Hub files."""
 
-import io
 import json
 import subprocess
 import sys
@@ -147,6 +146,7 @@ def test_sort_order_and_source_indices_point_at_the_notes(tok):
     path = SAMPLES[0]
     score = tok.load_score(path)
     song = tok.encode_song(path)
+    assert isinstance(song, OctupleSong) and song.name == str(path)
     keys = song.ids[:, :6]
     assert all(tuple(a) <= tuple(b) for a, b in zip(keys[:-1].tolist(), keys[1:].tolist()))
     assert len(song) == score.note_num()
@@ -453,3 +453,38 @@ def _load_script(name):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def _score(meters=(), tempi=(), onsets=(0,), tpq=480):
+    score = symusic.Score(tpq)
+    for tick, n, d in meters:
+        score.time_signatures.append(symusic.TimeSignature(tick, n, d))
+    for tick, bpm in tempi:
+        score.tempos.append(symusic.Tempo(tick, bpm))
+    track = symusic.Track("piano", 0, False)
+    for tick in onsets:
+        track.notes.append(symusic.Note(tick, 120, 60, 80))
+    score.tracks.append(track)
+    return score
+
+
+def test_meter_and_tempo_event_rules(tok):
+    # Before the first meter event (at bar 1 of 4/4 here) the meter is 4/4; 3/4 then starts a new bar.
+    ids = tok.encode_song(_score([(2400, 3, 4)], onsets=[0, 1920, 2400, 2400 + 1440])).ids
+    assert ids[:, [0, 1, 6]].tolist() == [[0, 0, 9], [1, 0, 9], [2, 0, 8], [3, 0, 8]]
+    # Several meter events at one tick: the last holds.
+    ids = tok.encode_song(_score([(0, 2, 4), (0, 3, 4)], onsets=[1440])).ids
+    assert ids[0, [0, 1, 6]].tolist() == [1, 0, 8]
+    # A repeated identical meter in mid-bar is not a change: it does not cut the bar short.
+    ids = tok.encode_song(_score([(0, 3, 4), (720, 3, 4)], onsets=[1440, 1920])).ids
+    assert ids[:, [0, 1]].tolist() == [[1, 0], [1, 16]]
+    # A different meter in mid-bar closes the bar early.
+    ids = tok.encode_song(_score([(0, 3, 4), (720, 2, 4)], onsets=[600, 720])).ids
+    assert ids[:, [0, 1, 6]].tolist() == [[0, 20, 8], [1, 0, 7]]
+    # Tempo: MIDI's 120 bpm until the first event, the last of several events at one tick, events between
+    # ticks that round to the same position count from that position.
+    ids = tok.encode_song(_score(tempi=[(960, 60), (960, 90), (1000, 200)], onsets=[0, 960, 990])).ids
+    assert ids[:, 7].tolist() == [35, 30, 44]  # 200 bpm: 12 * log2(12.5) = 43.7; tick 1000 = position 33.3
+    # A piece with no meter or tempo event at all: 4/4 and 120 bpm.
+    ids = tok.encode_song(_score(onsets=[0, 1920 * 3 + 30])).ids
+    assert ids.tolist() == [[0, 0, 0, 60, 4, 20, 9, 35], [3, 1, 0, 60, 4, 20, 9, 35]]
