@@ -125,8 +125,14 @@ def main(argv: list[str] | None = None) -> AdversarialTrainer:
     from tokenization_octuple import OctupleTokenizer
 
     model_args, data_args, training_args = parse_pretraining_args(argv)
-    tokenizer = OctupleTokenizer(max_length=data_args.max_length, stride=data_args.stride,
-                                 max_bars=data_args.max_bars)
+    if data_args.streaming_dir:  # the shards were cut with their own settings
+        from adversarial_midibert.streaming import read_index
+
+        tokenizer = OctupleTokenizer(**read_index(data_args.streaming_dir)["tokenizer"])
+        data_args.max_length, data_args.stride = tokenizer.max_length, tokenizer.stride
+    else:
+        tokenizer = OctupleTokenizer(max_length=data_args.max_length, stride=data_args.stride,
+                                     max_bars=data_args.max_bars)
     # Seeded before the model is built: its initial weights are part of a reproducible run.
     set_seed(training_args.seed)
     model = build_model(model_args, data_args)

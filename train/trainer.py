@@ -19,7 +19,7 @@ eq. 1 and eq. 3). The trainer supplies what lives across steps:
 
 from __future__ import annotations
 
-import math
+import itertools
 import os
 from typing import Any
 
@@ -84,6 +84,13 @@ def last_complete_checkpoint(folder: str) -> str | None:
     return None
 
 
+class _EpochDataLoader(torch.utils.data.DataLoader):
+    """A plain DataLoader that passes `set_epoch` on to its dataset (the Trainer calls it every epoch)."""
+
+    def set_epoch(self, epoch: int) -> None:
+        self.dataset.set_epoch(epoch)
+
+
 class _EpochCallback(TrainerCallback):
     """Closes each epoch (eq. 2 weights, freeze-book update) at its end, and after a resume from a checkpoint
     saved on an epoch's last step (that epoch's end never ran in the interrupted process)."""
@@ -105,13 +112,16 @@ class AdversarialTrainer(Trainer):
         model (`AdversarialMidiBertForPreTraining`): the network; its config holds p, q, a, b and k.
         args (`TrainingArguments`): `remove_unused_columns` is forced to `False` (the batches carry `song_index`
             and `window_start`) and `label_names` to `[]`.
-        train_dataset (`datasets.Dataset`): windows from `build_window_dataset`.
+        train_dataset (`datasets.Dataset` or `ShardedWindowStream`): windows from `build_window_dataset`, or this
+            process's stream of pre-tokenized shards (`adversarial_midibert.streaming`).
         eval_dataset (`datasets.Dataset`, *optional*): windows of held-out songs.
         processing_class (`OctupleTokenizer`, *optional*): saved with the model; gives the PAD ids.
         masking (`str`, *optional*): `"adversarial"` or `"random"`; defaults to `model.config.masking`.
         transpose_semitones (`int`, *optional*, defaults to 6): k of the transposition of training batches.
         freeze_book (`FreezeBook`, *optional*): built from `train_dataset` when not given.
         song_rows (`np.ndarray`, *optional*): `song_index -> freeze-book row`, with `freeze_book`.
+        freeze_book_shards (`dict[str, list[str]]`, *optional*): with a `ShardedWindowStream` (streaming), the
+            data shards of this process and their song ids: the book is saved and restored shard by shard.
         eval_seed (`int`, *optional*): seed of evaluation masking; defaults to `args.seed`.
         Other keyword arguments go to `Trainer`.
 
@@ -145,6 +155,7 @@ class AdversarialTrainer(Trainer):
         transpose_semitones: int = 6,
         freeze_book: FreezeBook | None = None,
         song_rows: np.ndarray | None = None,
+        freeze_book_shards: dict[str, list[str]] | None = None,
         eval_seed: int | None = None,
         **kwargs,
     ):
@@ -170,6 +181,7 @@ class AdversarialTrainer(Trainer):
             freeze_book, song_rows = build_freeze_book(self.train_dataset)
         self.freeze_book = freeze_book
         self.song_rows = song_rows
+        self.freeze_book_shards = freeze_book_shards
 
         n = len(config.vocab_sizes)
         self.attribute_weights = torch.full((n,), 1.0 / n)
@@ -188,6 +200,13 @@ class AdversarialTrainer(Trainer):
         self.add_callback(_EpochCallback(self))
 
     # ------------------------------------------------------------------ batches and loss
+
+    def get_train_dataloader(self):
+        if not getattr(self.train_dataset, "sharded_by_rank", False):
+            return super().get_train_dataloader()
+        # Each process already streams only its own shards: Accelerate must neither split nor dispatch them.
+        return _EpochDataLoader(self.train_dataset, batch_size=self._train_batch_size, collate_fn=self.data_collator,
+                                num_workers=self.args.dataloader_num_workers)
 
     @staticmethod
     def _zero_sums(device) -> dict[str, torch.Tensor]:
@@ -385,12 +404,15 @@ class AdversarialTrainer(Trainer):
         model.eval()
         dataset = self.train_dataset
         rank, world = self.args.process_index, max(self.args.world_size, 1)
-        indices = list(range(rank, len(dataset), world))
         batch_size = self.args.per_device_eval_batch_size
+        sharded = getattr(dataset, "sharded_by_rank", False)
+        if sharded:  # streaming: this process owns its songs whole, nothing to gather
+            windows = dataset.all_windows()
+        else:
+            windows = (dataset[i] for i in range(rank, len(dataset), world))
         pieces: list[tuple[int, int, np.ndarray]] = []
-        for begin in range(0, len(indices), batch_size):
-            rows = dataset.select(indices[begin : begin + batch_size])
-            batch = self.data_collator([rows[i] for i in range(len(rows))])
+        while chunk := list(itertools.islice(windows, batch_size)):
+            batch = self.data_collator(chunk)
             ids = batch["input_ids"].to(self.args.device)
             mask = batch["attention_mask"].to(self.args.device)
             with self.accelerator.autocast():
@@ -402,7 +424,7 @@ class AdversarialTrainer(Trainer):
                 pieces.append((int(self.song_rows[index]), int(start), probabilities[b, 1 : length - 1].copy()))
         if was_training:
             model.train()
-        if world > 1:
+        if world > 1 and not sharded:
             from accelerate.utils import gather_object
 
             pieces = gather_object(pieces)
@@ -452,8 +474,13 @@ class AdversarialTrainer(Trainer):
                 },
                 os.path.join(folder, TRAINER_STATE_FILE),
             )
-            if self.freeze_book is not None:
+            if self.freeze_book is not None and self.freeze_book_shards is None:
                 self.freeze_book.save(os.path.join(folder, FREEZE_BOOK_NAME))
+        if self.freeze_book is not None and self.freeze_book_shards is not None:
+            # Streaming: every process writes the books of the data shards it owns.
+            os.makedirs(os.path.join(folder, "freeze_books"), exist_ok=True)
+            for shard, song_ids in self.freeze_book_shards.items():
+                self.freeze_book.subset(song_ids).save(os.path.join(folder, "freeze_books", f"{shard}.npz"))
 
     def load_adversarial_state(self, folder: str) -> None:
         """Restore what `save_adversarial_state` wrote. The epoch sums (already summed over processes) go to
@@ -477,7 +504,14 @@ class AdversarialTrainer(Trainer):
                              f"{self.args.world_size}: the masking streams cannot be resumed exactly")
         self.masking_generator.set_state(generator_states[self.args.process_index])
         book_path = os.path.join(folder, FREEZE_BOOK_NAME)
-        if self.freeze_book is not None and os.path.isfile(book_path):
+        if self.freeze_book is not None and self.freeze_book_shards is not None:
+            book = self.freeze_book
+            for shard in self.freeze_book_shards:
+                part = FreezeBook.load(os.path.join(folder, "freeze_books", f"{shard}.npz"))
+                for song_id in part.song_ids:
+                    book.set_frozen(book.row_of[song_id], part.frozen(part.row_of[song_id]))
+                book.num_updates = part.num_updates
+        elif self.freeze_book is not None and os.path.isfile(book_path):
             with np.load(book_path, allow_pickle=False) as saved:
                 self.freeze_book.load_state_dict(saved)
 
