@@ -700,6 +700,11 @@ class AdversarialMidiBertForPreTraining(AdversarialMidiBertPreTrainedModel):
         self.masker = AdversarialMidiBertMaskerHead(config)
         self.post_init()
 
+    def _masker_in_graph(self) -> torch.Tensor:
+        # An exact zero that keeps every masker parameter in the graph when the masker loss is not computed
+        # (random mode, labels): DDP with find_unused_parameters=False then sees all parameters used.
+        return sum(parameter.sum() for parameter in self.masker.parameters()) * 0.0
+
     def _note_mask(self, input_ids, attention_mask):
         return real_note_mask(input_ids, attention_mask, self.config.attribute_vocab_sizes[3])
 
@@ -791,10 +796,6 @@ class AdversarialMidiBertForPreTraining(AdversarialMidiBertPreTrainedModel):
             if attribute_weights is None
             else torch.as_tensor(attribute_weights, dtype=torch.float32, device=device)
         )
-        # Keeps every masker parameter in the graph when the masker loss is not computed (random mode, labels):
-        # DDP with find_unused_parameters=False then still sees all parameters used, with a zero gradient.
-        masker_zero = sum(parameter.sum() for parameter in self.masker.parameters()) * 0.0
-
         masker_probabilities = None
         if labels is not None:
             predicted = (labels != -100).any(-1)
@@ -802,7 +803,7 @@ class AdversarialMidiBertForPreTraining(AdversarialMidiBertPreTrainedModel):
                 input_ids, attention_mask, labels, predicted, weights, output_attentions, output_hidden_states
             )
             chosen = predicted
-            masker_loss = masker_zero
+            masker_loss = self._masker_in_graph()
         else:
             notes = self._note_mask(input_ids, attention_mask)
             selectable = notes if selectable_mask is None else notes & selectable_mask.bool()
@@ -836,13 +837,11 @@ class AdversarialMidiBertForPreTraining(AdversarialMidiBertPreTrainedModel):
             if masker_logits is not None:
                 targets, has_target = masker_targets(note_losses.detach(), chosen, config.masker_target_percent)
                 if bool(has_target.any()):
-                    masker_loss = F.binary_cross_entropy_with_logits(
-                        masker_logits.float()[has_target], targets[has_target]
-                    ) + masker_zero
-                else:
-                    masker_loss = masker_logits.sum() * 0.0 + masker_zero
+                    masker_loss = F.binary_cross_entropy_with_logits(masker_logits.float()[has_target], targets[has_target])
+                else:  # no sequence chose 2 notes: nothing to compare, but the masker stays in the graph
+                    masker_loss = masker_logits.sum() * 0.0
             else:
-                masker_loss = masker_zero
+                masker_loss = self._masker_in_graph()
 
         num_chosen = chosen.sum()
         divisor = num_items_in_batch if num_items_in_batch is not None else num_chosen.clamp(min=1)

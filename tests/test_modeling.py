@@ -361,3 +361,15 @@ def test_bf16_autocast_with_padding_stays_finite_and_close(position):
         assert torch.isfinite(hidden).all()
         real = mask.bool()
         assert (hidden.float()[real] - reference[real]).abs().max() < 0.1
+
+
+def test_attn_implementation_is_selectable_at_load_time(tmp_path):
+    config = tiny_config()
+    model = build(AdversarialMidiBertModel, config)
+    model.save_pretrained(tmp_path)
+    ids, mask = window_batch(config, [9, 4])
+    expected = model(input_ids=ids, attention_mask=mask).last_hidden_state
+    for implementation in ("eager", "sdpa"):
+        loaded = AdversarialMidiBertModel.from_pretrained(tmp_path, attn_implementation=implementation)
+        assert loaded.config._attn_implementation == implementation
+        assert torch.allclose(loaded(input_ids=ids, attention_mask=mask).last_hidden_state, expected, atol=1e-5)
