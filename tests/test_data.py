@@ -162,3 +162,39 @@ def test_collator_pads_with_pad_rows_and_labels(tok):
     assert "song_id" not in batch and "label" not in batch
     with pytest.raises(ValueError, match="8 PAD ids"):
         OctupleDataCollator([0, 1, 2])
+
+
+def test_shards_hold_whole_songs_and_processes_split_them(tok, tmp_path):
+    from adversarial_midibert.streaming import ShardedWindowStream, write_shards
+
+    sources = find_midi_files(SAMPLE_MIDI / "emopia")
+    index = write_shards(sources, tok, tmp_path, songs_per_shard=2, validation_fraction=0.25, seed=0)
+    assert len(index["train"]) == 3 and len(index["validation"]) == 1
+    reference, _ = build_window_dataset(sources, tok)
+    counts = song_note_counts(reference)
+    seen = []
+    for shard in index["train"] + index["validation"]:
+        part = datasets.load_dataset("parquet", data_files=str(tmp_path / shard["file"]), split="train")
+        assert len(part) == shard["windows"]
+        assert sorted(set(part["song_id"])) == sorted(s[0] for s in shard["songs"])
+        for song_id, song_index, n_notes in shard["songs"]:
+            assert sources[song_index].song_id == song_id and counts[song_id] == n_notes
+            rows = [r for r in reference if r["song_id"] == song_id]
+            assert [r["input_ids"] for r in part if r["song_id"] == song_id] == [r["input_ids"] for r in rows]
+            seen.append(song_id)
+    assert sorted(seen) == sorted(s.song_id for s in sources)  # every song in exactly one shard
+
+    streams = [ShardedWindowStream(tmp_path, rank, 2, seed=0) for rank in (0, 1)]
+    owned = [set(s.freeze_book()[0].song_ids) for s in streams]
+    assert owned[0].isdisjoint(owned[1]) and len(owned[0] | owned[1]) == 6
+    assert len(streams[0]) == len(streams[1]) == min(sum(s["windows"] for s in index["train"][r::2]) for r in (0, 1))
+    for stream, songs in zip(streams, owned):
+        first = [(r["song_id"], r["window_start"]) for r in stream]
+        assert len(first) == len(stream) and {s for s, _ in first} <= songs
+        assert [(r["song_id"], r["window_start"]) for r in stream] == first  # same epoch, same order
+        stream.set_epoch(1)
+        assert [(r["song_id"], r["window_start"]) for r in stream] != first  # reshuffled
+    book, rows, shards = streams[1].freeze_book()
+    assert sorted(shards) == ["train-00001"]
+    for song_id, song_index, n_notes in index["train"][1]["songs"]:
+        assert book.num_notes[rows[song_index]] == n_notes and book.song_ids[rows[song_index]] == song_id

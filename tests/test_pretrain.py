@@ -285,3 +285,33 @@ def test_masker_targets_on_a_hand_built_batch(tmp_path, windows, tok):
     torch.testing.assert_close(outputs.masker_loss, expected, atol=1e-5, rtol=1e-5)
     flipped = [1 - t if i in (2, 3) else t for i, t in enumerate(targets)]  # sequence 1's targets inverted
     assert abs(float(bce(torch.cat(probabilities), torch.cat(flipped)) - expected)) > 1e-3
+
+
+def test_streaming_shards_train_freeze_and_restore_the_sharded_book(tmp_path, tok):
+    from adversarial_midibert.streaming import streaming_training_inputs, write_shards
+
+    write_shards(find_midi_files(SAMPLE_MIDI / "emopia")[:6], tok, tmp_path / "shards", songs_per_shard=2,
+                 validation_fraction=0.2, seed=0)
+    args = training_args(tmp_path, num_train_epochs=2, save_strategy="epoch", eval_strategy="epoch",
+                         per_device_train_batch_size=8)
+    stream, eval_ds, extra = streaming_training_inputs(tmp_path / "shards", args)
+    extra.pop("data_summary")
+    assert len(extra["freeze_book_shards"]) == 3 and eval_ds is not None  # 5 training songs, 2 per shard
+    trainer = AdversarialTrainer(model=tiny_model(freeze_every_epochs=1), args=args, train_dataset=stream,
+                                 eval_dataset=eval_ds, processing_class=tok, **extra)
+    trainer.train()
+    steps_per_epoch = -(-len(stream) // 8)
+    assert trainer.state.global_step == 2 * steps_per_epoch
+    book = trainer.freeze_book
+    assert book.num_updates == 2 and book.frozen_fraction() > 0
+    checkpoint = tmp_path / "run" / f"checkpoint-{trainer.state.global_step}"
+    assert sorted(p.name for p in (checkpoint / "freeze_books").iterdir()) == [f"train-0000{i}.npz" for i in range(3)]
+
+    stream2, _, extra2 = streaming_training_inputs(tmp_path / "shards", args)
+    extra2.pop("data_summary")
+    fresh = AdversarialTrainer(model=tiny_model(), args=training_args(tmp_path), train_dataset=stream2,
+                               processing_class=tok, **extra2)
+    assert fresh.freeze_book.frozen_fraction() == 0
+    fresh.load_adversarial_state(str(checkpoint))
+    assert fresh.freeze_book.digest() == book.digest()
+    torch.testing.assert_close(fresh.attribute_weights, trainer.attribute_weights)
