@@ -545,6 +545,8 @@ class OctupleTokenizer(PushToHubMixin):
         """
         max_length = self.max_length if max_length is None else int(max_length)
         inputs = list(midi_or_list) if isinstance(midi_or_list, (list, tuple)) else [midi_or_list]
+        if not inputs:
+            raise ValueError("no MIDI input given")
         windows, tracks, notes, sample = [], [], [], []
         for i, midi in enumerate(inputs):
             song = self.encode_song(midi)
@@ -763,8 +765,9 @@ class OctupleTokenizer(PushToHubMixin):
         highest = torch.where(melodic, pitch, torch.full_like(pitch, -big)).amax(dim=1)
         low = torch.clamp(-lowest, min=-k).clamp(max=0)    # sequences without melodic notes: [-k, k]
         high = torch.clamp(127 - highest, max=k).clamp(min=0)
-        draw = torch.rand(ids.shape[0], generator=generator, device=ids.device if generator is None else "cpu")
-        shift = (low + torch.floor(draw.to(ids.device) * (high - low + 1)).long()).clamp(max=high)
+        draw = torch.rand(ids.shape[0], generator=generator,
+                          device=ids.device if generator is None else generator.device).to(ids.device)
+        shift = (low + torch.floor(draw * (high - low + 1)).long()).clamp(max=high)
         out = ids.clone()
         out[..., 3] = torch.where(melodic, pitch + shift[:, None], pitch)
         return out

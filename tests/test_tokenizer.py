@@ -293,6 +293,8 @@ def test_batch_call_padding_modes_and_plain_lists(tok):
         tok([path, FIXTURES / "drums_only.mid"], return_tensors="pt")
     with pytest.raises(ValueError):
         tok(path, padding="sideways")
+    with pytest.raises(ValueError, match="no MIDI input"):
+        tok([])
 
 
 def test_note_predictions_can_be_written_back_into_the_score(tok):
