@@ -1,12 +1,13 @@
 """Fine-tuning end to end on the shipped sample: a sequence task and a note task with the tiny preset (loss falls,
 the saved model reloads through the Auto classes and reproduces the reported metrics), an unseen folder-per-class
-set in one command with bad files, manifests with a missing file, a datasets.Dataset of bytes, and transposition
-on training batches only."""
+set in one command with bad files, manifests with a missing file, a datasets.Dataset of bytes, transposition
+on training batches only, and a push to the (local test) Hub with the metrics in the card's model-index."""
 import csv
 import json
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -179,3 +180,28 @@ def test_transposition_only_touches_training_forwards(tmp_path):
     # Only the pitch column moves.
     other = [j for j in range(8) if j != 3]
     assert torch.equal(seen[0][..., other], batch["input_ids"][..., other])
+
+
+def test_push_to_hub_uploads_model_and_card_with_the_dev_metrics(tmp_path):
+    from huggingface_hub import HfApi, hf_hub_download
+    from hub_server import HubServer
+    from test_hub_push import TOKEN, read_front_matter, run_python
+
+    data = emopia_class_folders(tmp_path / "set")
+    with HubServer(tmp_path / "hub") as hub:
+        env = hub.client_env(tmp_path / "hf_home")
+        run_python(f"""
+            from adversarial_midibert.finetune import main
+            main({FAST + ["--data", str(data), "--output_dir", str(tmp_path / "out"), "--max_steps", "2",
+                          "--eval_fraction", "0.5", "--push_to_hub", "true", "--hub_model_id", "test-user/emotion"]!r})
+        """, env)
+        api = HfApi(endpoint=hub.endpoint, token=TOKEN)
+        files = set(api.list_repo_files("test-user/emotion"))
+        assert {"config.json", "model.safetensors", "octuple_tokenizer.json", "modeling_adversarial_midibert.py"} <= files
+        card = hf_hub_download("test-user/emotion", "README.md", endpoint=hub.endpoint, token=TOKEN,
+                               cache_dir=tmp_path / "dl")
+    results = json.loads((tmp_path / "out" / "finetune_results.json").read_text())
+    front = read_front_matter(Path(card))
+    reported = {m["name"]: m["value"] for m in front["model-index"][0]["results"][0]["metrics"]}
+    assert reported["Accuracy"] == pytest.approx(results["metrics"]["accuracy"])
+    assert reported["Song macro-F1"] == pytest.approx(results["metrics"]["song_macro_f1"])

@@ -337,19 +337,19 @@ def main(argv: list[str] | None = None) -> dict:
             except ImportError as err:  # matplotlib is an optional extra
                 print(f"confusion matrix PNG not drawn: {err}")
         (output_dir / "finetune_results.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
-        _write_card(output_dir, task, args, training_args, results)
         print(f"train: {train_report}\ndev: {eval_report}")
         if metrics:
             print("dev metrics: " + ", ".join(f"{k}={v:.4f}" for k, v in metrics.items()
                                               if k in ("accuracy", "macro_f1", "song_accuracy", "song_macro_f1")))
+    trainer.model_card_facts = card_facts(task, args, training_args, results)
+    trainer.create_model_card()
+    if training_args.push_to_hub:
+        trainer.push_to_hub(commit_message=f"Fine-tuned Adversarial-MidiBERT: {task.name}")
     return results
 
 
-def _write_card(output_dir: Path, task: TaskData, args, training_args, results) -> None:
-    try:
-        from adversarial_midibert.model_card import write_model_card
-    except ImportError:  # the card module is optional for a bare fine-tuning run
-        return
+def card_facts(task: TaskData, args: FinetuneArguments, training_args, results: dict) -> dict:
+    """Keyword arguments of `write_model_card` for this run: the real data, settings and dev metrics."""
     data = results["data"]
     summary = {
         "data": task.description,
@@ -364,16 +364,17 @@ def _write_card(output_dir: Path, task: TaskData, args, training_args, results) 
         "base model": args.model,
         **results["settings"],
         "epochs": training_args.num_train_epochs,
+        "max steps": training_args.max_steps,
         "learning rate": training_args.learning_rate,
         "batch size per device": training_args.per_device_train_batch_size,
         "seed": training_args.seed,
     }
     metrics = {k: v for k, v in results["metrics"].items()
                if k in ("accuracy", "macro_f1", "song_accuracy", "song_macro_f1")}
-    write_model_card(output_dir, "finetuned", repo_id=training_args.hub_model_id, base_model=args.model,
-                     datasets=[args.recipe or Path(str(args.data or args.manifest or args.hf_dataset).rstrip("/")).stem], data_summary=summary, settings=settings, metrics=metrics,
-                     task=task.name, task_level=task.level, labels=task.labels, eval_split="dev",
-                     command=results["command"])
+    named_after = args.recipe or Path(str(args.data or args.manifest or args.hf_dataset).rstrip("/")).stem
+    return {"base_model": args.model, "datasets": [named_after], "data_summary": summary, "settings": settings,
+            "metrics": metrics, "task": task.name, "task_level": task.level, "labels": task.labels,
+            "eval_split": "dev", "command": results["command"]}
 
 
 if __name__ == "__main__":
