@@ -19,15 +19,20 @@ Goal: adversarial / random <= 1.35 per optimizer step (the paper's own timings, 
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+# Run as a script, this folder comes first on sys.path, where benchmarks/tokenize.py would shadow the standard
+# library's tokenize (imported by inspect, hence by torch).
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+
 import argparse
 import json
 import os
 import platform
 import statistics
 import subprocess
-import sys
 import time
-from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 SIDES = {
@@ -58,6 +63,8 @@ def worker(args) -> dict:
     from tokenization_octuple import OctupleTokenizer
 
     side = SIDES[args.worker]
+    if args.threads:
+        torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     tok = OctupleTokenizer(max_length=args.max_length)
     windows, _ = build_window_dataset(find_midi_files(REPO / "train" / "sample_midi"), tok)
@@ -112,7 +119,7 @@ def worker(args) -> dict:
                 _sync(device)
                 pieces["clean_forward_backward"].append(time.perf_counter() - start)
             unwrapped.zero_grad()
-    return {"side": args.worker, "step_s": statistics.median(times),
+    return {"side": args.worker, "step_s": statistics.median(times), "step_min_s": min(times),
             **{k: statistics.median(v) for k, v in pieces.items()}}
 
 
@@ -139,6 +146,7 @@ def main(argv=None) -> None:
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=3, help="processes per side, alternating")
     parser.add_argument("--cpu", action="store_true", help="stay on CPU even with a GPU")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads per process (0: torch's default)")
     parser.add_argument("--worker", choices=sorted(SIDES), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
@@ -146,7 +154,8 @@ def main(argv=None) -> None:
         return
 
     passthrough = [f"--preset={args.preset}", f"--max_length={args.max_length}", f"--batch_size={args.batch_size}",
-                   f"--steps={args.steps}", f"--warmup={args.warmup}"] + (["--cpu"] if args.cpu else [])
+                   f"--steps={args.steps}", f"--warmup={args.warmup}", f"--threads={args.threads}"]
+    passthrough += ["--cpu"] if args.cpu else []
     results: dict[str, list[dict]] = {side: [] for side in SIDES}
     for repeat in range(args.repeats):
         for side in SIDES:
@@ -161,15 +170,19 @@ def main(argv=None) -> None:
           f"x {args.repeats} processes per side (alternating)")
 
     def summary(values):
-        return f"median {statistics.median(values) * 1e3:8.1f} ms  (min {min(values) * 1e3:.1f}, max {max(values) * 1e3:.1f})"
+        median, low, high = (1e3 * f(values) for f in (statistics.median, min, max))
+        return f"median {median:8.1f} ms  (min {low:.1f}, max {high:.1f})"
 
     for side in SIDES:
         print(f"{side:>22} per optimizer step: {summary([r['step_s'] for r in results[side]])}")
     peer = statistics.median(r["step_s"] for r in results["random"])
+    peer_min = min(r["step_min_s"] for r in results["random"])
     for side in ("adversarial", "adversarial-head-only"):
         ratio = statistics.median(r["step_s"] for r in results[side]) / peer
+        # On a shared machine the fastest step of all processes is the least disturbed estimate.
+        ratio_min = min(r["step_min_s"] for r in results[side]) / peer_min
         verdict = "meets" if ratio <= 1.35 else "MISSES"
-        print(f"{side} / random: {ratio:.2f}x ({verdict} the 1.35x goal)")
+        print(f"{side} / random: {ratio:.2f}x by medians ({verdict} the 1.35x goal), {ratio_min:.2f}x by fastest steps")
     pieces = results["adversarial"]
     print("where the extra time goes (medians, same processes):")
     print(f"  clean forward, no graph (the masker's scoring pass):      "

@@ -93,8 +93,8 @@ def test_epochs_close_with_training_accuracy_and_frozen_notes_are_never_chosen(t
     model = tiny_model(freeze_every_epochs=1)
     train_ds = windows.select(range(16))
     args = training_args(tmp_path, num_train_epochs=2, eval_strategy="steps", eval_steps=3)
-    trainer = RecordingTrainer(model=model, args=args, train_dataset=train_ds, eval_dataset=windows.select(range(16, 24)),
-                               processing_class=tok)
+    trainer = RecordingTrainer(model=model, args=args, train_dataset=train_ds,
+                               eval_dataset=windows.select(range(16, 24)), processing_class=tok)
     trainer.train()
     train_records = [r for r in trainer.records if r["training"]]
     assert any(not r["training"] for r in trainer.records)  # evaluation ran inside the epochs...
@@ -117,13 +117,14 @@ def test_epochs_close_with_training_accuracy_and_frozen_notes_are_never_chosen(t
     # through the trainer's path) are exactly the unselectable real notes, in every sequence of the batch.
     assert trainer.freeze_book.num_updates == 2 and trainer.freeze_book.frozen_fraction() > 0
     book = copy.deepcopy(trainer.freeze_book)
+    song_id_of = dict(zip(train_ds["song_index"], train_ds["song_id"]))
     n_frozen_seen = 0
     for r in (r for r in train_records if r["epoch"] == 1):
         book.bits = r["book_bits"]
         real = (r["input_ids"][..., 3] < 256) & r["attention_mask"].bool()
         assert not (r["chosen"] & ~r["selectable"]).any()
         for b in range(len(real)):
-            song_id = train_ds[int(torch.nonzero(torch.tensor(train_ds["song_index"]) == r["song_index"][b])[0])]["song_id"]
+            song_id = song_id_of[int(r["song_index"][b])]
             n = int(real[b].sum())
             start = int(r["window_start"][b])
             frozen = book.frozen(book.row_of[song_id], start, start + n)
@@ -241,8 +242,8 @@ def test_pretrain_script_leaves_a_loadable_checkpoint(tmp_path):
                     "--eval_steps", "3", "--save_strategy", "no", "--validation_fraction", "0.4", "--disable_tqdm",
                     "true"])
     names = {p.name for p in out.iterdir()}
-    assert {"model.safetensors", "config.json", "README.md", "tokenizer_config.json", "modeling_adversarial_midibert.py",
-            "configuration_adversarial_midibert.py", "tokenization_octuple.py"} <= names
+    assert {"model.safetensors", "config.json", "README.md", "tokenizer_config.json", "tokenization_octuple.py",
+            "modeling_adversarial_midibert.py", "configuration_adversarial_midibert.py"} <= names
     auto_map = json.loads((out / "config.json").read_text())["auto_map"]
     assert {"AutoModel", "AutoModelForSequenceClassification", "AutoModelForTokenClassification"} <= set(auto_map)
     card = (out / "README.md").read_text()

@@ -270,7 +270,8 @@ def _encode_batch(batch, *, sources, tokenizer, note_labeler, midi_error):
                 rows.append(row)
             error = None
         except midi_error as e:
-            rows, error = [{"input_ids": [], "window_start": -1, "note_labels": []}], getattr(e, "reason", None) or str(e) or type(e).__name__
+            rows = [{"input_ids": [], "window_start": -1, "note_labels": []}]
+            error = getattr(e, "reason", None) or str(e) or type(e).__name__
         for row in rows:
             out["input_ids"].append(row["input_ids"])
             out["window_start"].append(row["window_start"])
@@ -333,9 +334,10 @@ def build_window_dataset(
     if len({s.song_id for s in sources}) != len(sources):
         raise ValueError("song ids must be unique within one build")
 
+    key = _cache_key(sources, tokenizer, note_labeler)
     target = None
     if cache_dir is not None:
-        target = Path(cache_dir) / _cache_key(sources, tokenizer, note_labeler)
+        target = Path(cache_dir) / key
         if (target / "report.json").is_file():
             report = BuildReport(**json.loads((target / "report.json").read_text()))
             report.skipped = [tuple(s) for s in report.skipped]
@@ -362,7 +364,7 @@ def build_window_dataset(
         features=Features(columns),
         fn_kwargs={"sources": sources, "tokenizer": tokenizer, "note_labeler": note_labeler, "midi_error": midi_error},
         # Our own key is the fingerprint: hashing the sources' bytes through dill would cost as much as the build.
-        new_fingerprint=_cache_key(sources, tokenizer, note_labeler),
+        new_fingerprint=key,
         desc="Tokenizing MIDI",
     )
     errors = windows["error"]

@@ -154,13 +154,14 @@ def main(argv: list[str] | None = None) -> AdversarialTrainer:
             print(report, flush=True)
         train_ds, eval_ds = split_windows(windows, train_songs, valid_songs)
         skipped = {song_id for song_id, _ in report.skipped}
+        n_train = sum(sources[i].song_id not in skipped for i in train_songs)
+        n_valid = sum(sources[i].song_id not in skipped for i in valid_songs)
         data_summary = {
             "MIDI files": report.num_files,
             "songs tokenized": report.num_songs,
             "skipped files": len(report.skipped),
-            "training songs / windows": f"{sum(sources[i].song_id not in skipped for i in train_songs)} / {len(train_ds)}",
-            "validation songs / windows": f"{sum(sources[i].song_id not in skipped for i in valid_songs)} / "
-                                          f"{0 if eval_ds is None else len(eval_ds)}",
+            "training songs / windows": f"{n_train} / {len(train_ds)}",
+            "validation songs / windows": f"{n_valid} / {0 if eval_ds is None else len(eval_ds)}",
             "notes": report.num_notes,
         }
         extra = {}

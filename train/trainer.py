@@ -165,7 +165,8 @@ class AdversarialTrainer(Trainer):
         if getattr(args, "ddp_find_unused_parameters", None) is None:
             args.ddp_find_unused_parameters = False
         if kwargs.get("data_collator") is None:
-            pad = kwargs.get("processing_class") or model.config.pad_token_ids
+            pad = kwargs.get("processing_class")
+            pad = model.config.pad_token_ids if pad is None else pad
             kwargs["data_collator"] = OctupleDataCollator(pad)
         super().__init__(model=model, args=args, **kwargs)
         config = model.config
@@ -239,7 +240,8 @@ class AdversarialTrainer(Trainer):
         from modeling_adversarial_midibert import choose_notes, masker_targets
 
         config = self._config()
-        chosen = choose_notes(torch.zeros(real.shape, device=real.device), selectable, real.sum(-1), config.mask_percent)
+        no_scores = torch.zeros(real.shape, device=real.device)
+        chosen = choose_notes(no_scores, selectable, real.sum(-1), config.mask_percent)
         num_targets = torch.zeros((), dtype=torch.long, device=real.device)
         if self.masking == "adversarial":
             # Distinct losses so the hardest and the easiest q % never overlap: only their number matters here.
