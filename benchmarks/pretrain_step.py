@@ -13,7 +13,7 @@ Every process also times the pieces of a step, to say where the extra time of ad
 Goal: adversarial / random <= 1.35 per optimizer step (the paper's own timings, 9.82 days for 436 epochs against
 5.93 days for 500 epochs, imply about 1.9x per epoch).
 
-    python benchmarks/pretrain_step.py                          # CPU: the tiny preset, 256-token windows
+    python benchmarks/pretrain_step.py --threads 1               # CPU: the tiny preset, 256-token windows
     python benchmarks/pretrain_step.py --preset paper --max_length 1024 --batch_size 4 --repeats 5   # on a GPU
 """
 
@@ -123,9 +123,11 @@ def worker(args) -> dict:
             **{k: statistics.median(v) for k, v in pieces.items()}}
 
 
-def machine() -> str:
+def machine(threads: int) -> str:
     import torch
 
+    if threads:
+        torch.set_num_threads(threads)
     if torch.cuda.is_available():
         return f"{torch.cuda.get_device_name(0)}, torch {torch.__version__}"
     cpu = platform.processor() or platform.machine()
@@ -165,7 +167,7 @@ def main(argv=None) -> None:
             print(f"repeat {repeat + 1}/{args.repeats} {side:>22}: {results[side][-1]['step_s'] * 1e3:8.1f} ms/step",
                   file=sys.stderr)
 
-    print(f"machine: {machine()}")
+    print(f"machine: {machine(args.threads)}")
     print(f"shape: preset {args.preset}, batch {args.batch_size} x {args.max_length} tokens, {args.steps} timed steps "
           f"x {args.repeats} processes per side (alternating)")
 
