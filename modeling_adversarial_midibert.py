@@ -543,7 +543,8 @@ class AdversarialMidiBertClassifier(nn.Module):
 
 
 class AdversarialMidiBertPreTrainedModel(PreTrainedModel):
-    """Weights initialisation and the loading rules shared by every head."""
+    """The loading rules shared by every head. Every module is a standard torch layer, so transformers' default
+    `_init_weights` (normal(0, `initializer_range`) weights, zero biases, unit LayerNorms) is the whole init."""
 
     config_class = AdversarialMidiBertConfig
     base_model_prefix = "midibert"
@@ -556,9 +557,6 @@ class AdversarialMidiBertPreTrainedModel(PreTrainedModel):
     _keys_to_ignore_on_load_unexpected = [
         r"^recoverer\.", r"^masker\.", r"^classifier\.", r"^pooler\.", r"^token_classifier\."
     ]
-
-    def _init_weights(self, module):
-        super()._init_weights(module)
 
 
 class AdversarialMidiBertModel(AdversarialMidiBertPreTrainedModel):

@@ -373,3 +373,13 @@ def test_attn_implementation_is_selectable_at_load_time(tmp_path):
         loaded = AdversarialMidiBertModel.from_pretrained(tmp_path, attn_implementation=implementation)
         assert loaded.config._attn_implementation == implementation
         assert torch.allclose(loaded(input_ids=ids, attention_mask=mask).last_hidden_state, expected, atol=1e-5)
+
+
+def test_initialisation_follows_initializer_range():
+    config = tiny_config(initializer_range=0.05, hidden_size=64, intermediate_size=256)
+    model = AdversarialMidiBertForPreTraining(config)
+    dense = model.midibert.encoder.layer[0].intermediate.dense
+    assert dense.weight.std().item() == pytest.approx(0.05, rel=0.1) and (dense.bias == 0).all()
+    table = model.midibert.encoder.layer[1].attention.self.distance_embedding.weight
+    assert table.std().item() == pytest.approx(0.05, rel=0.1)
+    assert (model.midibert.embeddings.LayerNorm.weight == 1).all() and (model.recoverer[3].bias == 0).all()
