@@ -99,3 +99,15 @@ def test_resume_from_the_last_step_of_an_epoch_closes_that_epoch(uninterrupted):
     shutil.copytree(root / "reference" / "checkpoint-10", out / "checkpoint-10")
     _run(out, root / "cache", "--resume_from_checkpoint", str(out / "checkpoint-10"))
     _assert_same_continuation(root / "reference", out, after_step=10)
+
+
+def test_last_complete_checkpoint_skips_a_partly_written_one(tmp_path):
+    for step, files in ((5, ("trainer_state.json", "adversarial_state.pt")), (10, ("adversarial_state.pt",)),
+                        (7, ("trainer_state.json",))):
+        folder = tmp_path / f"checkpoint-{step}"
+        folder.mkdir()
+        for name in files:
+            (folder / name).write_text("{}")
+    (tmp_path / "checkpoint-x").mkdir()
+    assert last_complete_checkpoint(str(tmp_path)) == str(tmp_path / "checkpoint-5")
+    assert last_complete_checkpoint(str(tmp_path / "missing")) is None

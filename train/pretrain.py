@@ -26,7 +26,10 @@ Several machines (here 2 x 8 GPUs; run on every machine with its own --machine_r
         --streaming_dir shards/ --max_steps 500000 --output_dir runs/paper
 
 The plain-MLM baseline of the paper's ablation: add `--masking random`. Any `TrainingArguments` flag works
-(`--gradient_accumulation_steps`, `--resume_from_checkpoint runs/pretrain/checkpoint-40`, `--bf16`...).
+(`--gradient_accumulation_steps`, `--bf16`...). Resume after a crash or a kill with the same command plus
+`--resume_from_checkpoint last` (the newest complete checkpoint of --output_dir) or a checkpoint folder: the
+freeze book, the attribute weights, the epoch's accuracy sums and every process's masking generator come back
+with the weights, so the run continues exactly as if it had not stopped.
 """
 
 from __future__ import annotations
