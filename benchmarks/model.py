@@ -29,13 +29,6 @@ Usage (from the repository root):
 """
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-# Run as a script, this folder heads sys.path; a sibling module named like a standard-library one (tokenize.py)
-# would then shadow it inside torch's imports. The benchmarks import nothing from this folder.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
-
 import argparse
 import json
 import os
@@ -43,8 +36,10 @@ import platform
 import resource
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
+from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 BENCH_PYTHON = REPO / ".bench_venv" / "bin" / "python"

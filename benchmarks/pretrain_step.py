@@ -19,20 +19,15 @@ Goal: adversarial / random <= 1.35 per optimizer step (the paper's own timings, 
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-# Run as a script, this folder comes first on sys.path, where benchmarks/tokenize.py would shadow the standard
-# library's tokenize (imported by inspect, hence by torch).
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
-
 import argparse
 import json
 import os
 import platform
 import statistics
 import subprocess
+import sys
 import time
+from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 SIDES = {

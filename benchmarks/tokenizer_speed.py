@@ -7,8 +7,8 @@ alternating which side goes first (A, B, B, A, ...); the result is the median ov
 tensors); miditok is `miditok.Octuple(config).encode(path)` with programs, tempos and time signatures on.
 Notes are counted once, by symusic, so both rates share the same numerator.
 
-    python benchmarks/tokenize.py                  # 100 pop909 + 100 asap files, 5 rounds
-    python benchmarks/tokenize.py --per-corpus 400 --rounds 3
+    python benchmarks/tokenizer_speed.py                  # 100 pop909 + 100 asap files, 5 rounds
+    python benchmarks/tokenizer_speed.py --per-corpus 400 --rounds 3
 
 Needs miditok (`pip install -e ".[dev]"`).
 """
