@@ -205,3 +205,23 @@ def test_push_to_hub_uploads_model_and_card_with_the_dev_metrics(tmp_path):
     reported = {m["name"]: m["value"] for m in front["model-index"][0]["results"][0]["metrics"]}
     assert reported["Accuracy"] == pytest.approx(results["metrics"]["accuracy"])
     assert reported["Song macro-F1"] == pytest.approx(results["metrics"]["song_macro_f1"])
+
+
+def test_finetune_starts_from_a_pretraining_checkpoint(tmp_path):
+    from configuration_adversarial_midibert import AdversarialMidiBertConfig
+    from modeling_adversarial_midibert import AdversarialMidiBertForPreTraining
+    from tokenization_octuple import OctupleTokenizer
+
+    torch.manual_seed(1)
+    pretrained = AdversarialMidiBertForPreTraining(AdversarialMidiBertConfig.from_preset("tiny"))
+    pretrained.save_pretrained(tmp_path / "pre")
+    OctupleTokenizer(max_length=64).save_pretrained(tmp_path / "pre")
+    argv = [a for a in FAST if a not in ("--model", "preset:tiny", "--max_length", "64")]
+    main(argv + ["--model", str(tmp_path / "pre"), "--task", "velocity", "--data", str(sample_files("pop909")[0].parent),
+                 "--output_dir", str(tmp_path / "out"), "--max_steps", "1", "--learning_rate", "1e-12"])
+    model = AutoModelForTokenClassification.from_pretrained(tmp_path / "out", trust_remote_code=True)
+    assert model.config.hidden_attributes == ["velocity"] and model.config.note_labeler["edges"] == [32, 48, 64, 80, 96]
+    assert model.config.id2label[5] == "ff" and json.loads((tmp_path / "out" / "octuple_tokenizer.json").read_text())["max_length"] == 64
+    backbone = {k: v for k, v in pretrained.state_dict().items() if k.startswith("midibert.")}
+    loaded = model.state_dict()
+    assert backbone and all(torch.allclose(loaded[k], v, atol=1e-6) for k, v in backbone.items())

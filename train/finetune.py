@@ -205,7 +205,7 @@ def load_model_and_tokenizer(args: FinetuneArguments, task: TaskData):
     tokenizer that cuts its windows."""
     model_class = (AdversarialMidiBertForSequenceClassification if task.level == SEQUENCE
                    else AdversarialMidiBertForTokenClassification)
-    updates = {**task.config_updates(), "num_labels": len(task.labels)}
+    updates = {"num_labels": len(task.labels), **task.config_updates()}  # num_labels first: it resets id2label
     if task.level == SEQUENCE:
         updates["problem_type"] = "single_label_classification"
     if args.finetune_mask_percent is not None:
@@ -219,8 +219,13 @@ def load_model_and_tokenizer(args: FinetuneArguments, task: TaskData):
         model = model_class(config)
         tokenizer = OctupleTokenizer(max_length=args.max_length or preset["data"].get("max_length", 1024))
     else:
+        # Task fields are set on the config object: passed as keyword arguments, the ones a fresh config lacks
+        # (note_labeler, finetuning_task) would reach the model's __init__.
+        config = AdversarialMidiBertConfig.from_pretrained(args.model)
+        for key, value in updates.items():
+            setattr(config, key, value)
         # ignore_mismatched_sizes: a fine-tuned checkpoint may be fine-tuned again with another label set.
-        model = model_class.from_pretrained(args.model, ignore_mismatched_sizes=True, **updates)
+        model = model_class.from_pretrained(args.model, config=config, ignore_mismatched_sizes=True)
         try:
             tokenizer = OctupleTokenizer.from_pretrained(args.model)
         except OSError:
