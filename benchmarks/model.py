@@ -25,6 +25,7 @@ Usage (from the repository root):
     python benchmarks/model.py                        # every case, 3 alternations each
     python benchmarks/model.py --cases tiny-absolute --repeats 5 --steps 10
     python benchmarks/model.py --device cuda          # on a GPU machine
+    python benchmarks/model.py --threads 1 --clock cpu   # steadier on a CPU shared with other jobs
     python benchmarks/model.py --check-4x
 """
 from __future__ import annotations
@@ -128,9 +129,12 @@ def build_side(side: str, shape: dict, position: str):
     return module, lambda ids, mask: bert(inputs_embeds=embedding(ids), attention_mask=mask).last_hidden_state
 
 
-def run_worker(side: str, case: tuple, steps: int, warmup: int, device: str) -> dict:
+def run_worker(side: str, case: tuple, steps: int, warmup: int, device: str, threads: int = 0) -> dict:
     import torch
     import transformers
+
+    if threads:
+        torch.set_num_threads(threads)
 
     shape_name, position, _, batch, length = case
     shape = SHAPES[shape_name]
@@ -153,17 +157,18 @@ def run_worker(side: str, case: tuple, steps: int, warmup: int, device: str) -> 
     if cuda:
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     for _ in range(steps):
         step()
     if cuda:
         torch.cuda.synchronize()
-    elapsed = time.perf_counter() - start
+    elapsed, cpu_elapsed = time.perf_counter() - start, time.process_time() - cpu_start
     if cuda:
         peak = torch.cuda.max_memory_allocated()
     else:
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - rss_before
-    return {"tokens_per_s": batch * length * steps / elapsed, "peak_mb": peak / 2**20,
+    return {"tokens_per_s": batch * length * steps / elapsed,
+            "tokens_per_cpu_s": batch * length * steps / cpu_elapsed, "peak_mb": peak / 2**20,
             "saved_mb": saved_for_backward(torch, module, lambda: forward(ids, mask)) / 2**20,
             "transformers": transformers.__version__, "torch": torch.__version__}
 
@@ -261,11 +266,11 @@ def check_4x() -> float:
 # --- orchestrator -------------------------------------------------------------------------------------------------
 
 
-def measure(side: str, case_name: str, cases: dict, steps: int, warmup: int, device: str) -> dict:
+def measure(side: str, case_name: str, steps: int, warmup: int, device: str, threads: int) -> dict:
     python = str(BENCH_PYTHON) if side == "bert4" else sys.executable
     worker_side = "ours" if side == "ours" else "bert"
     command = [python, __file__, "--worker", worker_side, "--case", case_name, "--steps", str(steps),
-               "--warmup", str(warmup), "--device", device]
+               "--warmup", str(warmup), "--device", device, "--threads", str(threads)]
     done = subprocess.run(command, capture_output=True, text=True)
     if done.returncode != 0:
         raise RuntimeError(f"{side} worker failed:\n{done.stderr[-3000:]}")
@@ -291,6 +296,10 @@ def main(argv=None) -> None:
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads per worker (0: torch's default)")
+    parser.add_argument("--clock", choices=["wall", "cpu"], default="wall",
+                        help="throughput per wall-clock second, or per CPU second of the worker (steadier on a "
+                             "machine shared with other jobs; use with --threads 1)")
     parser.add_argument("--check-4x", action="store_true")
     parser.add_argument("--worker", choices=["ours", "bert"], help=argparse.SUPPRESS)
     parser.add_argument("--case", help=argparse.SUPPRESS)
@@ -302,7 +311,8 @@ def main(argv=None) -> None:
         check_4x_worker(args.check_4x_worker)
         return
     if args.worker:
-        print(json.dumps(run_worker(args.worker, cases[args.case], args.steps, args.warmup, args.device)))
+        print(json.dumps(run_worker(args.worker, cases[args.case], args.steps, args.warmup, args.device,
+                                    args.threads)))
         return
     if args.check_4x:
         check_4x()
@@ -310,7 +320,8 @@ def main(argv=None) -> None:
 
     print(machine())
     print(f"{args.steps} timed steps after {args.warmup} warm-up steps per process; {args.repeats} alternations; "
-          "forward + backward, train mode; median [min - max]")
+          f"forward + backward, train mode; tokens per {args.clock} second, torch threads "
+          f"{args.threads or 'default'}; median [min - max]")
     header = f"{'case':16} {'batch x notes':>13} {'peer':>22} {'ours tok/s':>26} {'peer tok/s':>26} " \
              f"{'ratio':>22} {'ours MB':>8} {'peer MB':>8} {'ours saved MB':>14} {'peer saved MB':>14}"
     print(header)
@@ -321,17 +332,18 @@ def main(argv=None) -> None:
             continue
         ours, theirs = [], []
         for _ in range(args.repeats):
-            ours.append(measure("ours", name, cases, args.steps, args.warmup, args.device))
-            theirs.append(measure(peer, name, cases, args.steps, args.warmup, args.device))
-        ratios = [a["tokens_per_s"] / b["tokens_per_s"] for a, b in zip(ours, theirs)]
+            ours.append(measure("ours", name, args.steps, args.warmup, args.device, args.threads))
+            theirs.append(measure(peer, name, args.steps, args.warmup, args.device, args.threads))
+        speed = "tokens_per_cpu_s" if args.clock == "cpu" else "tokens_per_s"
+        ratios = [a[speed] / b[speed] for a, b in zip(ours, theirs)]
 
         def span(values, fmt):
             return f"{statistics.median(values):{fmt}} [{min(values):{fmt}}-{max(values):{fmt}}]"
 
         peer_name = f"BertModel {theirs[0]['transformers']}"
         print(f"{name:16} {f'{batch} x {length}':>13} {peer_name:>22} "
-              f"{span([r['tokens_per_s'] for r in ours], '.0f'):>26} "
-              f"{span([r['tokens_per_s'] for r in theirs], '.0f'):>26} {span(ratios, '.2f'):>22} "
+              f"{span([r[speed] for r in ours], '.0f'):>26} "
+              f"{span([r[speed] for r in theirs], '.0f'):>26} {span(ratios, '.2f'):>22} "
               f"{statistics.median(r['peak_mb'] for r in ours):8.0f} "
               f"{statistics.median(r['peak_mb'] for r in theirs):8.0f} "
               f"{ours[0]['saved_mb']:14.0f} {theirs[0]['saved_mb']:14.0f}", flush=True)
