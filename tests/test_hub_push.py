@@ -223,10 +223,17 @@ def test_pretrain_push_to_hub_then_fresh_process_load(hub, tmp_path):
     result = subprocess.run(
         [sys.executable, str(REPO / "train" / "pretrain.py"), "--preset", "tiny", "--max_steps", "2",
          "--output_dir", str(out), "--push_to_hub", "--hub_model_id", "alice/pretrained", "--report_to", "none",
-         "--save_strategy", "no", "--per_device_train_batch_size", "4", "--max_length", "128"],
+         "--save_strategy", "steps", "--save_steps", "1", "--hub_strategy", "every_save", "--hub_always_push",
+         "--per_device_train_batch_size", "4", "--max_length", "128"],
         env={**os.environ, **env}, capture_output=True, text=True, timeout=600, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-6000:]
     assert_complete_repo(hub, "alice/pretrained")
+    # Every revision, mid-training checkpoint pushes included, carries the code its auto_map names.
+    commits = hub.store.commits("model", "alice/pretrained")[1:]  # after the repo's empty initial commit
+    assert len(commits) >= 3  # two checkpoint pushes and the final one
+    for commit in commits:
+        assert {"modeling_adversarial_midibert.py", "configuration_adversarial_midibert.py"} <= set(
+            hub.files("alice/pretrained", revision=commit["oid"])), commit
     card = hub.read("alice/pretrained", "README.md").decode()
     meta = yaml.safe_load(card.split("---\n")[1])
     assert meta["library_name"] == "transformers" and meta["pipeline_tag"] == "feature-extraction"

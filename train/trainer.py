@@ -31,6 +31,7 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from .collator import OctupleDataCollator
 from .data import song_note_counts
 from .freeze_book import FREEZE_BOOK_NAME, FreezeBook
+from .hub_trainer import HubTrainerMixin
 
 ATTRIBUTES = ("bar", "position", "instrument", "pitch", "duration", "velocity", "time_signature", "tempo")
 TRAINER_STATE_FILE = "adversarial_state.pt"
@@ -105,7 +106,7 @@ class _EpochCallback(TrainerCallback):
         self.trainer._close_epochs(state)
 
 
-class AdversarialTrainer(Trainer):
+class AdversarialTrainer(HubTrainerMixin, Trainer):
     """A `Trainer` for `AdversarialMidiBertForPreTraining` (adversarial or random masking).
 
     Args:
@@ -145,6 +146,8 @@ class AdversarialTrainer(Trainer):
     >>> result.global_step, sorted(k for k in trainer.state.log_history[0] if k.startswith("weight_"))[:2]
     (2, ['weight_bar', 'weight_duration'])
     """
+
+    model_card_kind = "pretrained"
 
     def __init__(
         self,
@@ -528,17 +531,6 @@ class AdversarialTrainer(Trainer):
         if resume_from_checkpoint:
             self.load_adversarial_state(resume_from_checkpoint)
         return super().train(resume_from_checkpoint=resume_from_checkpoint or None, **kwargs)
-
-    def create_model_card(self, **kwargs) -> None:
-        """Write `README.md` into the output folder from `model_cards/pretrained.md` with `self.model_card_facts`
-        (set by `pretrain.py`: data, settings, metrics, command). `Trainer.push_to_hub` calls it before upload,
-        so the Hub gets this card rather than the Trainer's generic one."""
-        if not self.is_world_process_zero():
-            return
-        from .model_card import write_model_card
-
-        repo_id = (self.args.hub_model_id or getattr(self, "hub_model_id", None)) if self.args.push_to_hub else None
-        write_model_card(self.args.output_dir, "pretrained", repo_id=repo_id, **(self.model_card_facts or {}))
 
     def process_state(self) -> dict[str, Any]:
         """What must be identical on every process: the freeze book's digest and the attribute weights."""
