@@ -301,12 +301,55 @@ def _skew(x: torch.Tensor) -> torch.Tensor:
     return flat.unflatten(-1, (length, 2 * length - 2))[..., :length]
 
 
+def _unskew(y: torch.Tensor) -> torch.Tensor:
+    """The adjoint of `_skew`: `(..., L, L) -> (..., L, 2L-1)`, `y` placed where `_skew` reads, zeros elsewhere."""
+    length = y.shape[-1]
+    out = y.new_zeros(*y.shape[:-2], length, 2 * length - 1)
+    _skew(out).copy_(y)
+    return out
+
+
+class _RelativeKeyQueryBias(torch.autograd.Function):
+    """`skew(q E_rev^T) + skew(k E^T)^T` with a hand-written backward: autograd's backward of the two nested
+    slices in `_skew` zero-fills and copies the `(..., L, 2L-1)` score tensor twice per side; this does it once."""
+
+    @staticmethod
+    def forward(ctx, query, key, table):
+        ctx.save_for_backward(query, key, table)
+        query_scores = _skew(torch.matmul(query, table.flip(0).transpose(0, 1)))
+        return query_scores + _skew(torch.matmul(key, table.transpose(0, 1))).transpose(-1, -2)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad):
+        query, key, table = ctx.saved_tensors
+        grad = grad.to(query.dtype)  # under autocast the forward may have run in lower precision
+        grad_query = grad_key = grad_table = None
+        query_scores = _unskew(grad)  # (..., L, 2L-1), columns against the flipped table
+        key_scores = _unskew(grad.transpose(-1, -2))
+        if ctx.needs_input_grad[0]:
+            grad_query = torch.matmul(query_scores, table.flip(0))
+        if ctx.needs_input_grad[1]:
+            grad_key = torch.matmul(key_scores, table)
+        if ctx.needs_input_grad[2]:
+            width = table.shape[0]
+            grad_table = key_scores.reshape(-1, width).transpose(0, 1) @ key.reshape(-1, key.shape[-1])
+            grad_table = grad_table + (
+                query_scores.reshape(-1, width).transpose(0, 1) @ query.reshape(-1, query.shape[-1])
+            ).flip(0)
+        return grad_query, grad_key, grad_table
+
+
 def relative_key_query_bias(
-    query: torch.Tensor, key: torch.Tensor, distance_embedding: torch.Tensor, max_position_embeddings: int
+    query: torch.Tensor,
+    key: torch.Tensor,
+    distance_embedding: torch.Tensor,
+    max_position_embeddings: int,
+    scaling: float = 1.0,
 ) -> torch.Tensor:
     """
     The `relative_key_query` scores of transformers 4.x `BertSelfAttention` (Huang et al. 2020),
-    `q_l . E[l - r] + k_r . E[l - r]`, as an additive attention bias (unscaled).
+    `q_l . E[l - r] + k_r . E[l - r]`, times `scaling`, as an additive attention bias.
 
     4.x gathers a `(L, L, head_dim)` tensor of distance embeddings; here each side is one matmul against the
     `2L - 1` distances present, `(..., L, 2L-1)`, realigned to `(..., L, L)` by a pad-free skew (views only), so
@@ -317,6 +360,8 @@ def relative_key_query_bias(
         distance_embedding (`torch.Tensor` of shape `(2 * max_position_embeddings - 1, head_dim)`): the table;
             row `d + max_position_embeddings - 1` holds distance `d = l - r`.
         max_position_embeddings (`int`).
+        scaling (`float`, *optional*, defaults to 1.0): applied to the `(2L - 1, head_dim)` table slice rather
+            than to the `(batch, heads, L, L)` result, which is much cheaper.
 
     Returns:
         `torch.Tensor` of shape `(batch, heads, length, length)`.
@@ -335,10 +380,8 @@ def relative_key_query_bias(
     """
     length = query.shape[-2]
     table = distance_embedding[max_position_embeddings - length : max_position_embeddings + length - 1]
-    table = table.to(query.dtype)  # row t holds distance t - (L - 1)
-    query_scores = _skew(torch.matmul(query, table.flip(0).transpose(0, 1)))
-    key_scores = _skew(torch.matmul(key, table.transpose(0, 1))).transpose(-1, -2)
-    return query_scores + key_scores
+    table = table.to(query.dtype) * scaling  # row t holds distance t - (L - 1)
+    return _RelativeKeyQueryBias.apply(query, key, table)
 
 
 def eager_attention_forward(
@@ -391,8 +434,9 @@ class AdversarialMidiBertSelfAttention(nn.Module):
         # overflow to -inf.
         attention_mask = None
         if self.distance_embedding is not None:
-            bias = relative_key_query_bias(query, key, self.distance_embedding.weight, self.max_position_embeddings)
-            attention_mask = bias * self.scaling
+            attention_mask = relative_key_query_bias(
+                query, key, self.distance_embedding.weight, self.max_position_embeddings, scaling=self.scaling
+            )
             if key_mask is not None:
                 attention_mask = attention_mask.masked_fill(~key_mask, torch.finfo(query.dtype).min)
         elif key_mask is not None:
