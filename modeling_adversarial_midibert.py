@@ -907,6 +907,10 @@ class AdversarialMidiBertForPreTraining(AdversarialMidiBertPreTrainedModel):
 
 
 class _ClassificationMixin:
+    # The heads return a MEAN loss and take no `num_items_in_batch`: this tells a stock `Trainer` to divide by the
+    # gradient-accumulation steps itself rather than expect a summed loss.
+    accepts_loss_kwargs = False
+
     def _backbone(self, input_ids, attention_mask, generator, output_attentions, output_hidden_states):
         input_ids, notes, masked = fine_tuning_inputs(input_ids, attention_mask, self.config, self.training, generator)
         outputs = self.midibert(

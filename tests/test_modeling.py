@@ -383,3 +383,18 @@ def test_initialisation_follows_initializer_range():
     table = model.midibert.encoder.layer[1].attention.self.distance_embedding.weight
     assert table.std().item() == pytest.approx(0.05, rel=0.1)
     assert (model.midibert.embeddings.LayerNorm.weight == 1).all() and (model.recoverer[3].bias == 0).all()
+
+
+def test_stock_trainer_averages_classification_losses_over_accumulation(tmp_path):
+    """The heads return a mean loss: a stock Trainer must then divide by the accumulation steps itself."""
+    from transformers import Trainer, TrainingArguments
+
+    from modeling_adversarial_midibert import (
+        AdversarialMidiBertForSequenceClassification,
+        AdversarialMidiBertForTokenClassification,
+    )
+
+    args = TrainingArguments(str(tmp_path), report_to="none", use_cpu=True, gradient_accumulation_steps=2)
+    config = AdversarialMidiBertConfig.from_preset("tiny", num_labels=2)
+    for head in (AdversarialMidiBertForSequenceClassification, AdversarialMidiBertForTokenClassification):
+        assert Trainer(model=head(config), args=args).model_accepts_loss_kwargs is False

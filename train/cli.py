@@ -3,6 +3,7 @@
     adversarial-midibert classify runs/my_task song.mid                      # label + probabilities, whole piece
     adversarial-midibert melody   runs/mel song.mid -o song.melody.mid       # melody / bridge / accompaniment tracks
     adversarial-midibert velocity runs/vel score.mid -o score.humanized.mid  # predicted velocities
+    adversarial-midibert convert pretrain_model.pth runs/authors              # the authors' published weights
 
 Adding a subcommand: write `def add_<name>(subparsers)` that creates its parser and sets `func` (a callable
 taking the parsed `argparse.Namespace` and returning an exit code), then list it in `SUBCOMMANDS`.
@@ -13,6 +14,8 @@ import argparse
 import json
 import sys
 from pathlib import Path
+
+from .convert_authors import add_convert
 
 
 def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
@@ -88,7 +91,7 @@ def add_velocity(subparsers) -> None:
     parser.set_defaults(func=_run_velocity)
 
 
-SUBCOMMANDS = [add_classify, add_melody, add_velocity]
+SUBCOMMANDS = [add_classify, add_melody, add_velocity, add_convert]
 
 
 def build_parser() -> argparse.ArgumentParser:

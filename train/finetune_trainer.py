@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from transformers import Trainer
 
+from adversarial_midibert.hub_trainer import HubTrainerMixin
 from tokenization_octuple import OctupleTokenizer
 
 
-class FinetuneTrainer(Trainer):
+class FinetuneTrainer(HubTrainerMixin, Trainer):
     """A `Trainer` that transposes each training window by a random shift in `[-k, k]` semitones, and writes the
     fine-tuned model card (`model_cards/finetuned.md`) from `model_card_facts` when it saves a card or pushes.
 
@@ -30,14 +31,13 @@ class FinetuneTrainer(Trainer):
     ```
     """
 
+    model_card_kind = "finetuned"
+
     def __init__(self, *args, transpose_semitones: int = 0, **kwargs):
         super().__init__(*args, **kwargs)
         if transpose_semitones < 0:
             raise ValueError(f"transpose_semitones must be >= 0, got {transpose_semitones}")
         self.transpose_semitones = int(transpose_semitones)
-        # The heads accept **kwargs but return a MEAN loss and ignore `num_items_in_batch`; left True, the
-        # Trainer would skip the division by gradient-accumulation steps and multiply by the process count.
-        self.model_accepts_loss_kwargs = False
         # Keyword arguments of `write_model_card` (task, labels, data, settings, metrics), set by finetune.py.
         self.model_card_facts: dict | None = None
 
@@ -46,15 +46,3 @@ class FinetuneTrainer(Trainer):
             # The global torch RNG is seeded by the Trainer (args.seed), so the shifts are reproducible.
             inputs = {**inputs, "input_ids": OctupleTokenizer.random_transpose(inputs["input_ids"], self.transpose_semitones)}
         return super().compute_loss(model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch)
-
-    def create_model_card(self, **kwargs) -> None:
-        """Write `README.md` in the output folder from `model_card_facts`; `Trainer.push_to_hub` calls this before
-        uploading, so the Hub gets the card with the run's real data and metrics, not the Trainer's generic one."""
-        if self.model_card_facts is None:
-            return super().create_model_card(**kwargs)
-        if not self.is_world_process_zero():
-            return
-        from adversarial_midibert.model_card import write_model_card
-
-        repo_id = self.args.hub_model_id if self.args.push_to_hub else None
-        write_model_card(self.args.output_dir, "finetuned", repo_id=repo_id, **self.model_card_facts)
