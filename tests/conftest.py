@@ -22,6 +22,33 @@ def sample_files(folder: str | None = None) -> list[Path]:
     return sorted(root.rglob("*.mid"))
 
 
+def tiny_config(**overrides):
+    """A very small model config for unit tests of the network (fields as the tiny preset, narrower)."""
+    from configuration_adversarial_midibert import AdversarialMidiBertConfig
+
+    fields = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
+                  attribute_embedding_size=8, masker_hidden_size=16, max_position_embeddings=64,
+                  pooling_attention_size=8, classifier_hidden_size=16)
+    return AdversarialMidiBertConfig.from_preset("tiny", **{**fields, **overrides})
+
+
+def window_batch(config, lengths, total=None, seed=0):
+    """BOS, random regular notes, EOS, then PAD rows (the tokenizer + collator layout): `(ids, attention_mask)`."""
+    import torch
+
+    generator = torch.Generator().manual_seed(seed)
+    total = total or max(lengths) + 2
+    ids = torch.tensor(config.pad_token_ids).repeat(len(lengths), total, 1)
+    mask = torch.zeros(len(lengths), total, dtype=torch.long)
+    for b, n in enumerate(lengths):
+        notes = torch.stack([torch.randint(0, size, (n,), generator=generator) for size in config.attribute_vocab_sizes], -1)
+        ids[b, 0] = torch.tensor(config.bos_token_ids)
+        ids[b, 1:n + 1] = notes
+        ids[b, n + 1] = torch.tensor(config.eos_token_ids)
+        mask[b, : n + 2] = 1
+    return ids, mask
+
+
 @pytest.fixture(scope="session")
 def sample_midi_dir() -> Path:
     return SAMPLE_MIDI
