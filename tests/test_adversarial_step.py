@@ -4,7 +4,6 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from configuration_adversarial_midibert import AdversarialMidiBertConfig
 from conftest import tiny_config, window_batch
 from modeling_adversarial_midibert import (
     AdversarialMidiBertForPreTraining,
