@@ -855,9 +855,16 @@ class AdversarialMidiBertForPreTraining(AdversarialMidiBertPreTrainedModel):
                     clean = self.midibert(input_ids, attention_mask=attention_mask).last_hidden_state
                     masker_logits = self.masker(clean)
                 else:
-                    # The masker loss trains only the masker head: no graph through the backbone's clean pass.
-                    with torch.no_grad():
-                        clean = self.midibert(input_ids, attention_mask=attention_mask).last_hidden_state
+                    # The masker loss trains only the masker head: no graph through the backbone's clean pass, and
+                    # no dropout either, so the head learns on the same features that `masking_probabilities`
+                    # gives it when the training set is scored for freezing (in eval mode).
+                    was_training = self.midibert.training
+                    self.midibert.eval()
+                    try:
+                        with torch.no_grad():
+                            clean = self.midibert(input_ids, attention_mask=attention_mask).last_hidden_state
+                    finally:
+                        self.midibert.train(was_training)
                     masker_logits = self.masker(clean.detach())
                 masker_probabilities = torch.sigmoid(masker_logits.float()) * notes
                 scores = masker_probabilities.detach()

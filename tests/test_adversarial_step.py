@@ -279,3 +279,18 @@ def test_masker_updates_backbone_switch(updates_backbone):
     backbone_norm = sum(0.0 if g is None else g.norm().item() for g in grads[: len(backbone)])
     assert all(g is not None and g.norm() > 0 for g in grads[len(backbone):])  # the masker head always learns
     assert (backbone_norm > 0) == updates_backbone
+
+
+def test_head_only_masker_sees_the_features_it_is_scored_on():
+    """With `masker_updates_backbone=False` the clean pass runs without dropout, so the masker head is trained on
+    the same features that score the training set for freezing (eval mode), and the backbone stays in training."""
+    torch.manual_seed(0)
+    config = tiny_config(masker_updates_backbone=False, hidden_dropout_prob=0.3, attention_probs_dropout_prob=0.3)
+    model = AdversarialMidiBertForPreTraining(config).train()
+    ids, mask = window_batch(config, [30, 12])
+    out = model(input_ids=ids, attention_mask=mask, generator=torch.Generator().manual_seed(0))
+    assert model.training and model.midibert.training
+    model.eval()
+    with torch.no_grad():
+        scored = model.masking_probabilities(ids, mask)
+    torch.testing.assert_close(out.masker_probabilities, scored, rtol=0, atol=1e-6)
