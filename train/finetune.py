@@ -46,6 +46,7 @@ from modeling_adversarial_midibert import (
     AdversarialMidiBertForSequenceClassification,
     AdversarialMidiBertForTokenClassification,
 )
+from pipeline_adversarial_midibert import register_pipelines
 from tokenization_octuple import OctupleTokenizer
 
 PRESET_PREFIX = "preset:"
@@ -306,6 +307,9 @@ def main(argv: list[str] | None = None) -> dict:
     eval_metrics = trainer.evaluate() if has_eval else {}
     metrics = {key.removeprefix("eval_"): value for key, value in eval_metrics.items()}
 
+    # Hub pipeline: config.custom_pipelines names this head's task, and its code is copied beside the weights, so
+    # `transformers.pipeline(model=output_dir, trust_remote_code=True)` runs the checkpoint on MIDI files.
+    register_pipelines(model, training_args.output_dir if trainer.is_world_process_zero() else None)
     trainer.save_model(training_args.output_dir)
     trainer.save_state()
     results = {

@@ -1,0 +1,225 @@
+"""Transformers pipelines for fine-tuned Adversarial-MidiBERT checkpoints: one label per piece, or one per note.
+
+Hub code: imports only the standard library, numpy, torch and transformers, so that it can be copied beside the
+weights (`register_pipelines`) and loaded from there with `trust_remote_code=True`:
+
+    >>> from transformers import pipeline
+    >>> classify = pipeline("midi-classification", model="runs/my_task", trust_remote_code=True)   # doctest: +SKIP
+    >>> classify("song.mid")                                                                        # doctest: +SKIP
+    {'label': 'Q1', 'score': 0.71, 'probabilities': {'Q1': 0.71, ...}, 'num_windows': 3}
+    >>> notes = pipeline("midi-note-classification", model="runs/mel", trust_remote_code=True)     # doctest: +SKIP
+    >>> notes("song.mid")[0]                                                                        # doctest: +SKIP
+    {'index': 0, 'track_index': 0, 'note_index': 0, 'start_tick': 0, 'pitch': 67, 'label': 'melody', 'score': 0.9}
+
+The results are those of `adversarial_midibert.inference.MidiPredictor` (same windows, same batching, same
+aggregation): a piece is cut into windows by the checkpoint's tokenizer; a sequence classifier's probabilities are
+the softmax of the mean of its windows' logits; a note classifier's windows overlap by a quarter of a window by
+default and a note seen by several windows gets the mean of their logits. Since each checkpoint records only the
+task of its own head in `config.custom_pipelines`, `pipeline(model=folder, trust_remote_code=True)` also works
+without naming the task.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import torch
+from transformers import Pipeline
+
+SEQUENCE_TASK = "midi-classification"
+NOTE_TASK = "midi-note-classification"
+DEFAULT_WINDOW_BATCH_SIZE = 16
+
+
+class _MidiWindowsPipeline(Pipeline):
+    """Shared part: parse a piece, cut it into windows, run the model on batches of windows.
+
+    Call arguments (also accepted by `pipeline(...)`):
+        stride (`int`, *optional*): notes shared by consecutive windows (default: the tokenizer's for a sequence
+            classifier, a quarter of a window for a note classifier).
+        window_batch_size (`int`, *optional*, defaults to 16): windows per forward pass.
+
+    Inputs: a path (`str` / `os.PathLike`), MIDI `bytes`, a `pretty_midi.PrettyMIDI` or a `symusic.Score`, or a
+    list of those (one result per piece).
+    """
+
+    _load_tokenizer = True
+    _load_processor = False
+    _load_image_processor = False
+    _load_video_processor = False
+    _load_feature_extractor = False
+    is_token_task = False
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.tokenizer is None:
+            raise ValueError("this pipeline needs the checkpoint's OctupleTokenizer (tokenizer_config.json beside "
+                             "the weights)")
+        self.model.eval()  # mask fine-tuning only acts in training mode
+        self.id2label = {int(k): v for k, v in self.model.config.id2label.items()}
+
+    def _sanitize_parameters(self, stride=None, window_batch_size=None, **kwargs):
+        if kwargs:
+            raise TypeError(f"unexpected arguments: {', '.join(sorted(kwargs))}")
+        preprocess = {} if stride is None else {"stride": int(stride)}
+        forward = {} if window_batch_size is None else {"window_batch_size": int(window_batch_size)}
+        return preprocess, forward, {}
+
+    def _default_stride(self) -> int:
+        return (self.tokenizer.max_length - 2) // 4 if self.is_token_task else self.tokenizer.stride
+
+    def preprocess(self, midi, stride=None):
+        score = self.tokenizer.load_score(midi)
+        song = self.tokenizer.encode_song(score, name=str(midi) if isinstance(midi, (str, os.PathLike)) else None)
+        spans = self.tokenizer.window_spans(song, stride=self._default_stride() if stride is None else stride)
+        return {"score": score, "song": song, "spans": spans}
+
+    def _forward(self, model_inputs, window_batch_size=DEFAULT_WINDOW_BATCH_SIZE):
+        song, spans = model_inputs["song"], model_inputs["spans"]
+        pad_ids = np.asarray(self.tokenizer.pad_ids, dtype=np.int64)
+        logits_per_window = []
+        for first in range(0, len(spans), window_batch_size):
+            chunk = spans[first:first + window_batch_size]
+            windows = [np.asarray(self.tokenizer.window_ids(song, s, e), dtype=np.int64) for s, e in chunk]
+            length = max(len(w) for w in windows)
+            input_ids = np.empty((len(windows), length, len(pad_ids)), dtype=np.int64)
+            input_ids[:] = pad_ids  # PAD rows after EOS, as the training collator pads
+            attention_mask = np.zeros((len(windows), length), dtype=np.int64)
+            for b, window in enumerate(windows):
+                input_ids[b, :len(window)] = window
+                attention_mask[b, :len(window)] = 1
+            logits = self.model(input_ids=torch.from_numpy(input_ids).to(self.device),
+                                attention_mask=torch.from_numpy(attention_mask).to(self.device)).logits
+            logits = logits.float().cpu().numpy()
+            if self.is_token_task:
+                # Row 0 is BOS; the window's notes follow in order.
+                logits_per_window.extend(logits[b, 1:1 + e - s] for b, (s, e) in enumerate(chunk))
+            else:
+                logits_per_window.extend(logits)
+        return {**model_inputs, "window_logits": logits_per_window}
+
+    def get_iterator(self, inputs, num_workers, batch_size, preprocess_params, forward_params, postprocess_params):
+        # One piece per step: its windows are batched inside `_forward` (`window_batch_size`), and the default
+        # padding collator of lists of pieces does not know Octuple ids.
+        return super().get_iterator(inputs, num_workers, 1, preprocess_params, forward_params, postprocess_params)
+
+    def save_pretrained(self, save_directory, **kwargs):
+        """Save the model and tokenizer, plus this file and `config.custom_pipelines`, so that the folder loads
+        back with `pipeline(..., trust_remote_code=True)`."""
+        register_pipelines(self.model)
+        super().save_pretrained(save_directory, **kwargs)
+        _copy_this_file(save_directory)
+
+
+class MidiClassificationPipeline(_MidiWindowsPipeline):
+    """One label for a whole piece: the argmax of the softmax of the mean of its windows' logits.
+
+    Returns (per piece) a `dict` with `label` (`str`), `score` (its probability), `probabilities`
+    (`dict[str, float]`, every label) and `num_windows` (`int`), as `MidiPredictor.classify`.
+    """
+
+    is_token_task = False
+
+    def postprocess(self, model_outputs):
+        mean_logits = np.mean(np.stack(model_outputs["window_logits"]), axis=0)
+        probabilities = torch.softmax(torch.from_numpy(mean_logits), dim=-1).numpy()
+        best = int(probabilities.argmax())
+        return {
+            "label": self.id2label[best],
+            "score": float(probabilities[best]),
+            "probabilities": {self.id2label[i]: float(p) for i, p in enumerate(probabilities)},
+            "num_windows": len(model_outputs["spans"]),
+        }
+
+
+class MidiNoteClassificationPipeline(_MidiWindowsPipeline):
+    """One label per note (melody / bridge / accompaniment, a velocity bin...), as `MidiPredictor.note_predictions`.
+
+    Returns (per piece) a `list` with one `dict` per note in the tokenizer's sorted note order: `index` (position in
+    that order), `track_index` / `note_index` (the note in the parsed score: `score.tracks[t].notes[n]`),
+    `start_tick` and `pitch` (of that note), `label` (`str`) and `score` (its probability, from the mean logits).
+    """
+
+    is_token_task = True
+
+    def postprocess(self, model_outputs):
+        song, spans = model_outputs["song"], model_outputs["spans"]
+        n_notes = len(song.track_index)
+        sums = np.zeros((n_notes, len(self.id2label)))
+        counts = np.zeros((n_notes, 1))
+        for (start, end), logits in zip(spans, model_outputs["window_logits"]):
+            sums[start:end] += logits
+            counts[start:end] += 1
+        logits = sums / counts
+        labels = logits.argmax(-1)
+        probabilities = torch.softmax(torch.from_numpy(logits), dim=-1).numpy()
+        score = model_outputs["score"]
+        start_tick = np.zeros(n_notes, dtype=np.int64)
+        pitch = np.zeros(n_notes, dtype=np.int64)
+        for t in np.unique(song.track_index).tolist():
+            here = song.track_index == t
+            notes = score.tracks[t].notes.numpy()
+            start_tick[here] = notes["time"][song.note_index[here]]
+            pitch[here] = notes["pitch"][song.note_index[here]]
+        return [
+            {"index": i, "track_index": int(song.track_index[i]), "note_index": int(song.note_index[i]),
+             "start_tick": int(start_tick[i]), "pitch": int(pitch[i]), "label": self.id2label[int(labels[i])],
+             "score": float(probabilities[i, labels[i]])}
+            for i in range(n_notes)
+        ]
+
+
+PIPELINES = {
+    SEQUENCE_TASK: (MidiClassificationPipeline, "AutoModelForSequenceClassification"),
+    NOTE_TASK: (MidiNoteClassificationPipeline, "AutoModelForTokenClassification"),
+}
+
+
+def _copy_this_file(save_directory) -> str:
+    os.makedirs(save_directory, exist_ok=True)
+    target = os.path.join(save_directory, Path(__file__).name)
+    if os.path.abspath(__file__) != os.path.abspath(target):
+        shutil.copyfile(__file__, target)
+    return target
+
+
+def register_pipelines(model, save_directory: str | os.PathLike | None = None) -> str:
+    """Record the pipeline of a classification model's head in `model.config.custom_pipelines` (saved with the
+    config) and, with `save_directory`, copy this file there. Call it before `save_pretrained` / `save_model`.
+
+    Args:
+        model: an `AdversarialMidiBertForSequenceClassification` or `...ForTokenClassification`.
+        save_directory (`str` or `os.PathLike`, *optional*): the checkpoint folder to copy this file into.
+
+    Returns:
+        `str`: the task name, "midi-classification" or "midi-note-classification".
+
+    Example:
+
+    ```python
+    >>> register_pipelines(model, "runs/my_task")          # doctest: +SKIP
+    'midi-classification'
+    >>> model.save_pretrained("runs/my_task")              # doctest: +SKIP
+    ```
+    """
+    name = type(model).__name__
+    if "TokenClassification" in name:
+        task = NOTE_TASK
+    elif "SequenceClassification" in name:
+        task = SEQUENCE_TASK
+    else:
+        raise ValueError(f"{name} is not a classification head: no MIDI pipeline for it")
+    pipeline_class, auto_class = PIPELINES[task]
+    # Only this head's task: `pipeline(model=folder)` then infers it, and no task loads the wrong head.
+    model.config.custom_pipelines = {
+        task: {"impl": f"{Path(__file__).stem}.{pipeline_class.__name__}", "pt": [auto_class]}
+    }
+    if save_directory is not None:
+        _copy_this_file(save_directory)
+    return task
+
+
+__all__ = ["MidiClassificationPipeline", "MidiNoteClassificationPipeline", "register_pipelines", "SEQUENCE_TASK",
+           "NOTE_TASK"]
