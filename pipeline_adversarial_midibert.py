@@ -33,6 +33,67 @@ NOTE_TASK = "midi-note-classification"
 DEFAULT_WINDOW_BATCH_SIZE = 16
 
 
+def read_piece(tokenizer, midi, stride: int):
+    """Parse a piece and cut it into windows: `(score, song, spans)` (`tokenizer.load_score`, `encode_song`,
+    `window_spans`)."""
+    score = tokenizer.load_score(midi)
+    song = tokenizer.encode_song(score, name=str(midi) if isinstance(midi, (str, os.PathLike)) else None)
+    return score, song, tokenizer.window_spans(song, stride=stride)
+
+
+@torch.no_grad()
+def window_logits(model, tokenizer, song, spans, note_level: bool, batch_size: int = DEFAULT_WINDOW_BATCH_SIZE,
+                  device=None) -> list:
+    """The model's logits on every window of `song`, `batch_size` windows per forward pass (PAD rows after EOS,
+    as the training collator pads): one `(num_labels,)` row per window, or with `note_level` one
+    `(notes in the window, num_labels)` array per window (BOS and EOS dropped)."""
+    device = device if device is not None else next(model.parameters()).device
+    pad_ids = np.asarray(tokenizer.pad_ids, dtype=np.int64)
+    out = []
+    for first in range(0, len(spans), batch_size):
+        chunk = spans[first:first + batch_size]
+        windows = [np.asarray(tokenizer.window_ids(song, s, e), dtype=np.int64) for s, e in chunk]
+        length = max(len(w) for w in windows)
+        input_ids = np.empty((len(windows), length, len(pad_ids)), dtype=np.int64)
+        input_ids[:] = pad_ids
+        attention_mask = np.zeros((len(windows), length), dtype=np.int64)
+        for b, window in enumerate(windows):
+            input_ids[b, :len(window)] = window
+            attention_mask[b, :len(window)] = 1
+        logits = model(input_ids=torch.from_numpy(input_ids).to(device),
+                       attention_mask=torch.from_numpy(attention_mask).to(device)).logits.float().cpu().numpy()
+        if note_level:
+            # Row 0 is BOS; the window's notes follow in order.
+            out.extend(logits[b, 1:1 + e - s] for b, (s, e) in enumerate(chunk))
+        else:
+            out.extend(logits)
+    return out
+
+
+def piece_result(logits_per_window: list, id2label: dict) -> dict:
+    """One label for a piece: the softmax of the mean of its windows' logits, as a `dict` with `label`, `score`,
+    `probabilities` (every label) and `num_windows`."""
+    mean_logits = np.mean(np.stack(logits_per_window), axis=0)
+    probabilities = torch.softmax(torch.from_numpy(mean_logits), dim=-1).numpy()
+    best = int(probabilities.argmax())
+    return {
+        "label": id2label[best],
+        "score": float(probabilities[best]),
+        "probabilities": {id2label[i]: float(p) for i, p in enumerate(probabilities)},
+        "num_windows": len(logits_per_window),
+    }
+
+
+def note_mean_logits(num_notes: int, spans, logits_per_window: list) -> np.ndarray:
+    """`(num_notes, num_labels)`: each note's mean logits over the overlapping windows that hold it."""
+    sums = np.zeros((num_notes, logits_per_window[0].shape[-1]))
+    counts = np.zeros((num_notes, 1))
+    for (start, end), logits in zip(spans, logits_per_window):
+        sums[start:end] += logits
+        counts[start:end] += 1
+    return sums / counts
+
+
 class _MidiWindowsPipeline(Pipeline):
     """Shared part: parse a piece, cut it into windows, run the model on batches of windows.
 
@@ -71,34 +132,13 @@ class _MidiWindowsPipeline(Pipeline):
         return (self.tokenizer.max_length - 2) // 4 if self.is_token_task else self.tokenizer.stride
 
     def preprocess(self, midi, stride=None):
-        score = self.tokenizer.load_score(midi)
-        song = self.tokenizer.encode_song(score, name=str(midi) if isinstance(midi, (str, os.PathLike)) else None)
-        spans = self.tokenizer.window_spans(song, stride=self._default_stride() if stride is None else stride)
+        score, song, spans = read_piece(self.tokenizer, midi, self._default_stride() if stride is None else stride)
         return {"score": score, "song": song, "spans": spans}
 
     def _forward(self, model_inputs, window_batch_size=DEFAULT_WINDOW_BATCH_SIZE):
-        song, spans = model_inputs["song"], model_inputs["spans"]
-        pad_ids = np.asarray(self.tokenizer.pad_ids, dtype=np.int64)
-        logits_per_window = []
-        for first in range(0, len(spans), window_batch_size):
-            chunk = spans[first:first + window_batch_size]
-            windows = [np.asarray(self.tokenizer.window_ids(song, s, e), dtype=np.int64) for s, e in chunk]
-            length = max(len(w) for w in windows)
-            input_ids = np.empty((len(windows), length, len(pad_ids)), dtype=np.int64)
-            input_ids[:] = pad_ids  # PAD rows after EOS, as the training collator pads
-            attention_mask = np.zeros((len(windows), length), dtype=np.int64)
-            for b, window in enumerate(windows):
-                input_ids[b, :len(window)] = window
-                attention_mask[b, :len(window)] = 1
-            logits = self.model(input_ids=torch.from_numpy(input_ids).to(self.device),
-                                attention_mask=torch.from_numpy(attention_mask).to(self.device)).logits
-            logits = logits.float().cpu().numpy()
-            if self.is_token_task:
-                # Row 0 is BOS; the window's notes follow in order.
-                logits_per_window.extend(logits[b, 1:1 + e - s] for b, (s, e) in enumerate(chunk))
-            else:
-                logits_per_window.extend(logits)
-        return {**model_inputs, "window_logits": logits_per_window}
+        logits = window_logits(self.model, self.tokenizer, model_inputs["song"], model_inputs["spans"],
+                               self.is_token_task, window_batch_size, self.device)
+        return {**model_inputs, "window_logits": logits}
 
     def get_iterator(self, inputs, num_workers, batch_size, preprocess_params, forward_params, postprocess_params):
         # One piece per step: its windows are batched inside `_forward` (`window_batch_size`), and the default
@@ -123,15 +163,7 @@ class MidiClassificationPipeline(_MidiWindowsPipeline):
     is_token_task = False
 
     def postprocess(self, model_outputs):
-        mean_logits = np.mean(np.stack(model_outputs["window_logits"]), axis=0)
-        probabilities = torch.softmax(torch.from_numpy(mean_logits), dim=-1).numpy()
-        best = int(probabilities.argmax())
-        return {
-            "label": self.id2label[best],
-            "score": float(probabilities[best]),
-            "probabilities": {self.id2label[i]: float(p) for i, p in enumerate(probabilities)},
-            "num_windows": len(model_outputs["spans"]),
-        }
+        return piece_result(model_outputs["window_logits"], self.id2label)
 
 
 class MidiNoteClassificationPipeline(_MidiWindowsPipeline):
@@ -145,14 +177,9 @@ class MidiNoteClassificationPipeline(_MidiWindowsPipeline):
     is_token_task = True
 
     def postprocess(self, model_outputs):
-        song, spans = model_outputs["song"], model_outputs["spans"]
+        song = model_outputs["song"]
         n_notes = len(song.track_index)
-        sums = np.zeros((n_notes, len(self.id2label)))
-        counts = np.zeros((n_notes, 1))
-        for (start, end), logits in zip(spans, model_outputs["window_logits"]):
-            sums[start:end] += logits
-            counts[start:end] += 1
-        logits = sums / counts
+        logits = note_mean_logits(n_notes, model_outputs["spans"], model_outputs["window_logits"])
         labels = logits.argmax(-1)
         probabilities = torch.softmax(torch.from_numpy(logits), dim=-1).numpy()
         score = model_outputs["score"]

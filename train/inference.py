@@ -19,14 +19,13 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import symusic
 import torch
 
-from adversarial_midibert.collator import OctupleDataCollator
 from adversarial_midibert.tasks import VelocityBinLabeler, labeler_from_dict
+from pipeline_adversarial_midibert import note_mean_logits, piece_result, read_piece, window_logits
 
 
 @dataclass
@@ -76,7 +75,6 @@ class MidiPredictor:
         capacity = tokenizer.max_length - 2
         self.stride = stride if stride is not None else (capacity // 4 if self.is_token_task else tokenizer.stride)
         self.batch_size = batch_size
-        self.collate = OctupleDataCollator(tokenizer)
         config = model.config
         self.id2label = {int(k): v for k, v in config.id2label.items()}
         spec = getattr(config, "note_labeler", None)
@@ -112,26 +110,11 @@ class MidiPredictor:
     # ------------------------------------------------------------------ windows
 
     def _windows(self, midi):
-        score = self.tokenizer.load_score(midi)
-        song = self.tokenizer.encode_song(score, name=str(midi) if isinstance(midi, (str, os.PathLike)) else None)
-        spans = self.tokenizer.window_spans(song, stride=self.stride)
-        return score, song, spans
+        return read_piece(self.tokenizer, midi, self.stride)
 
-    @torch.no_grad()
     def _logits(self, song, spans):
         """Logits of every window: `(n_windows, num_labels)` or a list of `(n_notes_w, num_labels)`."""
-        out = []
-        for first in range(0, len(spans), self.batch_size):
-            chunk = spans[first:first + self.batch_size]
-            batch = self.collate([{"input_ids": self.tokenizer.window_ids(song, s, e)} for s, e in chunk])
-            logits = self.model(input_ids=batch["input_ids"].to(self.device),
-                                attention_mask=batch["attention_mask"].to(self.device)).logits.float().cpu().numpy()
-            if self.is_token_task:
-                # Row 0 is BOS; the window's notes follow in order.
-                out.extend(logits[b, 1:1 + e - s] for b, (s, e) in enumerate(chunk))
-            else:
-                out.extend(logits)
-        return out
+        return window_logits(self.model, self.tokenizer, song, spans, self.is_token_task, self.batch_size, self.device)
 
     # ------------------------------------------------------------------ sequence tasks
 
@@ -155,15 +138,7 @@ class MidiPredictor:
         if self.is_token_task:
             raise ValueError("this model labels notes; use extract_melody / predict_velocities / note_predictions")
         _, song, spans = self._windows(midi)
-        mean_logits = np.mean(np.stack(self._logits(song, spans)), axis=0)
-        probabilities = torch.softmax(torch.from_numpy(mean_logits), dim=-1).numpy()
-        best = int(probabilities.argmax())
-        return {
-            "label": self.id2label[best],
-            "score": float(probabilities[best]),
-            "probabilities": {self.id2label[i]: float(p) for i, p in enumerate(probabilities)},
-            "num_windows": len(spans),
-        }
+        return piece_result(self._logits(song, spans), self.id2label)
 
     # ------------------------------------------------------------------ token tasks
 
@@ -181,12 +156,7 @@ class MidiPredictor:
         if not self.is_token_task:
             raise ValueError("this model labels whole pieces; use classify")
         score, song, spans = self._windows(midi)
-        sums = np.zeros((len(song), len(self.id2label)))
-        counts = np.zeros((len(song), 1))
-        for (start, end), logits in zip(spans, self._logits(song, spans)):
-            sums[start:end] += logits
-            counts[start:end] += 1
-        logits = sums / counts
+        logits = note_mean_logits(len(song), spans, self._logits(song, spans))
         return NotePredictions(score=score, song=song, logits=logits, labels=logits.argmax(-1))
 
     def extract_melody(self, midi, output: str | os.PathLike | None = None) -> symusic.Score:
