@@ -16,6 +16,7 @@ import json
 import os
 import shutil
 import tempfile
+import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -194,11 +195,14 @@ def sources_from_dataset(
 
 
 def split_by_song(
-    sources: Sequence[MidiSource], validation_fraction: float, seed: int = 42
+    sources: Sequence[MidiSource], validation_fraction: float, seed: int = 42, stratify: bool = False
 ) -> tuple[list[int], list[int]]:
     """Seeded split of source positions into (train, validation), by song, never by window.
 
-    Sources with the same `group` land on the same side. At least one song stays in training.
+    Sources with the same `group` (else the same `song_id`) land on the same side. With `stratify`, each label's
+    groups are split separately, so every label with at least two groups reaches validation, and a label's shuffle
+    depends only on the seed and that label (adding a class moves no other song). A fraction above 0 holds out at
+    least one group of every stratum with two or more, and at least one group always stays in training.
 
     Example:
 
@@ -210,13 +214,23 @@ def split_by_song(
     """
     if not 0 <= validation_fraction < 1:
         raise ValueError(f"validation_fraction must be in [0, 1), got {validation_fraction}")
-    keys = sorted({s.group if s.group is not None else s.song_id for s in sources})
-    order = np.random.default_rng(seed).permutation(len(keys))
-    n_valid = min(int(round(validation_fraction * len(keys))), max(len(keys) - 1, 0))
-    valid_keys = {keys[i] for i in order[:n_valid]}
-    train, valid = [], []
-    for i, s in enumerate(sources):
-        (valid if (s.group if s.group is not None else s.song_id) in valid_keys else train).append(i)
+    group_of = [str(s.group) if s.group not in (None, "") else s.song_id for s in sources]
+    group_label: dict[str, str] = {}
+    for source, group in zip(sources, group_of):
+        group_label.setdefault(group, str(source.label) if stratify and source.label is not None else "")
+    strata: dict[str, list[str]] = {}
+    for group, label in sorted(group_label.items()):
+        strata.setdefault(label, []).append(group)
+    valid_groups: set[str] = set()
+    for label, groups in sorted(strata.items()):
+        rng = np.random.default_rng([seed, zlib.crc32(label.encode())])
+        shuffled = [groups[i] for i in rng.permutation(len(groups))]
+        n_valid = int(round(validation_fraction * len(groups)))
+        if validation_fraction > 0 and len(groups) >= 2:
+            n_valid = min(max(n_valid, 1), len(groups) - 1)
+        valid_groups.update(shuffled[:n_valid])
+    train = [i for i, g in enumerate(group_of) if g not in valid_groups]
+    valid = [i for i, g in enumerate(group_of) if g in valid_groups]
     return train, valid
 
 

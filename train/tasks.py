@@ -17,14 +17,13 @@ from __future__ import annotations
 
 import csv
 import os
-import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
 
-from .data import MidiSource, find_midi_files
+from .data import MidiSource, find_midi_files, split_by_song
 
 SEQUENCE = "sequence"
 TOKEN = "token"
@@ -252,12 +251,8 @@ def label_maps(labels: Sequence[str]) -> tuple[dict[int, str], dict[str, int]]:
 def split_sources(
     sources: Sequence[MidiSource], eval_fraction: float = 0.1, seed: int = 42, stratify: bool = True
 ) -> tuple[list[MidiSource], list[MidiSource]]:
-    """Split songs into train and eval by group (``source.group``, else ``source.song_id``), reproducibly.
-
-    Every window of a song, and every song of a group (a piece's performances, a song's clips), lands on the same
-    side. With ``stratify`` and labels, each label's groups are split separately, so each class with at least two
-    groups has at least one in eval. A label's shuffle depends only on the seed and that label, so adding a class
-    does not move the others' songs.
+    """Split songs into train and eval by group (``source.group``, else ``source.song_id``), reproducibly:
+    `adversarial_midibert.data.split_by_song`, stratified by label by default, returning the sources themselves.
 
     Example:
 
@@ -267,26 +262,8 @@ def split_sources(
     True
     ```
     """
-    if not 0.0 <= eval_fraction < 1.0:
-        raise ValueError(f"eval_fraction must be in [0, 1), got {eval_fraction}")
-    group_of = [str(s.group) if s.group not in (None, "") else s.song_id for s in sources]
-    group_label: dict[str, str] = {}
-    for source, group in zip(sources, group_of):
-        group_label.setdefault(group, str(source.label) if stratify and source.label is not None else "")
-    strata: dict[str, list[str]] = {}
-    for group, label in sorted(group_label.items()):
-        strata.setdefault(label, []).append(group)
-    eval_groups: set[str] = set()
-    for label, groups in sorted(strata.items()):
-        rng = np.random.default_rng([seed, zlib.crc32(label.encode())])
-        shuffled = [groups[i] for i in rng.permutation(len(groups))]
-        n_eval = int(round(eval_fraction * len(groups)))
-        if eval_fraction > 0 and len(groups) >= 2:
-            n_eval = min(max(n_eval, 1), len(groups) - 1)
-        eval_groups.update(shuffled[:n_eval])
-    train = [s for s, g in zip(sources, group_of) if g not in eval_groups]
-    dev = [s for s, g in zip(sources, group_of) if g in eval_groups]
-    return train, dev
+    train, dev = split_by_song(sources, eval_fraction, seed, stratify=stratify)
+    return [sources[i] for i in train], [sources[i] for i in dev]
 
 
 def subsample_groups(sources: Sequence[MidiSource], max_groups: int | None, seed: int = 42) -> list[MidiSource]:
