@@ -235,6 +235,30 @@ def test_random_mode_trains_without_freezing(tmp_path, windows, tok):
     assert all(h["masker_loss"] == 0 for h in logs)
 
 
+@pytest.mark.parametrize("updates_backbone", [True, False])
+def test_bf16_mixed_precision_trains_freezes_and_evaluates(tmp_path, windows, tok, updates_backbone):
+    # `--bf16` goes through Accelerate's autocast: on CPU here, the same code path as on a GPU (scores, top-k,
+    # BCE and the relative-attention backward must cope with bf16 activations and fp32 weights).
+    model = tiny_model(freeze_every_epochs=1, masker_updates_backbone=updates_backbone,
+                       position_embedding_type="relative_key_query")
+    args = training_args(tmp_path, bf16=True, num_train_epochs=1, eval_strategy="epoch")
+    trainer = AdversarialTrainer(model=model, args=args, train_dataset=windows.select(range(8)),
+                                 eval_dataset=windows.select(range(8, 16)), processing_class=tok)
+    # Accelerate hands the outputs back in fp32; inside the model the masker and recoverer ran in bf16.
+    seen = set()
+    for head in (model.masker, model.recoverer[3]):
+        head.register_forward_hook(lambda module, inputs, output: seen.add(output.dtype))
+    trainer.train()
+    assert seen == {torch.bfloat16}
+    assert all(p.dtype == torch.float32 for p in model.parameters())  # mixed precision: fp32 master weights
+    losses = [h for h in trainer.state.log_history if "loss" in h]
+    assert losses and all(np.isfinite([h["loss"], h["recoverer_loss"], h["masker_loss"]]).all() for h in losses)
+    assert all(np.isfinite(p.detach().numpy()).all() for p in model.parameters())
+    assert trainer.freeze_book.num_updates == 1 and trainer.freeze_book.frozen_fraction() > 0
+    evaluated = [h for h in trainer.state.log_history if "eval_loss" in h]
+    assert evaluated and np.isfinite(evaluated[0]["eval_loss"])
+
+
 def test_pretrain_script_leaves_a_loadable_checkpoint(tmp_path):
     out = tmp_path / "pretrain"
     trainer = main(["--output_dir", str(out), "--cache_dir", str(tmp_path / "cache"), "--max_songs", "5",

@@ -1,4 +1,5 @@
-"""Two CPU processes (gloo) through `accelerate launch`: every process ends with the same freeze book and weights."""
+"""Two CPU processes (gloo) through `accelerate launch`: every process ends with the same freeze book and weights,
+and evaluation counts every held-out window exactly once."""
 import json
 import os
 import shutil
@@ -21,7 +22,7 @@ def test_two_processes_share_freeze_book_and_attribute_weights(tmp_path):
         accelerate, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
         "--dynamo_backend", "no", "train/pretrain.py",
         "--output_dir", str(out), "--cache_dir", str(tmp_path / "cache"), "--max_songs", "6", "--max_length", "48",
-        "--per_device_train_batch_size", "4", "--num_train_epochs", "2", "--freeze_every_epochs", "1",
+        "--per_device_train_batch_size", "4", "--per_device_eval_batch_size", "4", "--num_train_epochs", "2", "--freeze_every_epochs", "1",
         "--validation_fraction", "0.2", "--eval_strategy", "epoch", "--save_strategy", "no", "--logging_steps", "2",
         "--dump_process_state", "true", "--disable_tqdm", "true", "--seed", "3",
     ]
@@ -37,4 +38,12 @@ def test_two_processes_share_freeze_book_and_attribute_weights(tmp_path):
     assert states[0]["freeze_book_digest"] == states[1]["freeze_book_digest"]
     assert states[0]["attribute_weights"] == states[1]["attribute_weights"]
     assert states[0]["attribute_weights"] != [0.125] * 8  # epochs were closed with measured accuracies
+    # Accelerate pads the last evaluation batch with repeated windows when the set does not split evenly into
+    # 2 processes x 4; the evaluation sums must leave the repeats out.
+    size = states[0]["eval_dataset_size"]
+    assert size % 8 != 0, "the held-out set splits evenly: this run would not show double counting"
+    evaluations = [s["last_evaluation"] for s in states]
+    assert evaluations[0]["eval_windows"] == evaluations[1]["eval_windows"] == size
+    assert evaluations[0]["eval_masked_notes"] == evaluations[1]["eval_masked_notes"] > 0
+    assert evaluations[0]["eval_accuracy"] == evaluations[1]["eval_accuracy"]
     assert (out / "model.safetensors").is_file() and (out / "README.md").is_file()

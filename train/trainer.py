@@ -201,6 +201,7 @@ class AdversarialTrainer(HubTrainerMixin, Trainer):
         self._eval_generator: torch.Generator | None = None
         self._masker_targets_in_batch: torch.Tensor | None = None
         self.model_card_facts: dict[str, Any] = {}
+        self.last_evaluation: dict[str, float] = {}
         self.add_callback(_EpochCallback(self))
 
     # ------------------------------------------------------------------ batches and loss
@@ -220,6 +221,7 @@ class AdversarialTrainer(HubTrainerMixin, Trainer):
             "recoverer_loss": torch.zeros((), dtype=torch.float64, device=device),
             "masker_loss": torch.zeros((), dtype=torch.float64, device=device),
             "batches": torch.zeros((), dtype=torch.float64, device=device),
+            "windows": torch.zeros((), dtype=torch.float64, device=device),
         }
 
     def _config(self):
@@ -311,10 +313,12 @@ class AdversarialTrainer(HubTrainerMixin, Trainer):
         if training and num_items_in_batch is not None and self.args.average_tokens_across_devices:
             recoverer_loss = recoverer_loss * max(self.args.world_size, 1)
         loss = recoverer_loss + masker_loss
-        self._accumulate(self._log_sums if training else self._eval_sums, outputs)
         if training:
+            self._accumulate(self._log_sums, outputs)
             self._epoch_correct += outputs.attribute_correct.detach().double()
             self._epoch_chosen += outputs.num_chosen.detach().double()
+        else:
+            self._accumulate_evaluation(inputs["input_ids"], outputs)
         return (loss, outputs) if return_outputs else loss
 
     @staticmethod
@@ -326,6 +330,37 @@ class AdversarialTrainer(HubTrainerMixin, Trainer):
         sums["recoverer_loss"] += outputs.note_losses.detach().double().sum() / chosen
         sums["masker_loss"] += outputs.masker_loss.detach().double()
         sums["batches"] += 1
+
+    def _accumulate_evaluation(self, input_ids: torch.Tensor, outputs) -> None:
+        """Evaluation sums per window, gathered with `gather_for_metrics`: in data-parallel evaluation Accelerate
+        pads the last batch with repeated windows, and those must not be counted twice."""
+        chosen = outputs.chosen_mask
+        correct = [((logits.argmax(-1) == input_ids[..., j]) & chosen).sum(-1) for j, logits in enumerate(outputs.logits)]
+        per_window = torch.stack(correct + [chosen.sum(-1), outputs.note_losses.sum(-1)], dim=-1).double()
+        per_window = self.accelerator.gather_for_metrics(per_window)
+        sums = self._eval_sums
+        sums["correct"] += per_window[:, :8].sum(0)
+        sums["chosen"] += per_window[:, 8].sum()
+        sums["recoverer_loss"] += per_window[:, 9].sum()
+        sums["windows"] += len(per_window)
+        # The masker loss is a mean over the batch's masker targets: averaged over this process's batches, then
+        # over the processes (a padded last batch weighs in like any other).
+        sums["masker_loss"] += outputs.masker_loss.detach().double()
+        sums["batches"] += 1
+
+    def _summarise_evaluation(self, prefix: str) -> dict[str, float]:
+        sums = self._eval_sums
+        masker = torch.stack([sums["masker_loss"], sums["batches"]])
+        if self.args.world_size > 1:
+            masker = self.accelerator.reduce(masker, reduction="sum")
+        chosen = sums["chosen"].clamp(min=1)
+        out = {f"{prefix}recoverer_loss": float(sums["recoverer_loss"] / chosen),
+               f"{prefix}masker_loss": float(masker[0] / masker[1].clamp(min=1)),
+               f"{prefix}accuracy": float(sums["correct"].sum() / (8 * chosen)),
+               f"{prefix}windows": float(sums["windows"]),
+               f"{prefix}masked_notes": float(sums["chosen"])}
+        out.update({f"{prefix}accuracy_{name}": float(sums["correct"][j] / chosen) for j, name in enumerate(ATTRIBUTES)})
+        return out
 
     def _summarise(self, sums, prefix: str) -> dict[str, float]:
         totals = torch.cat([sums["correct"], torch.stack([sums[k] for k in ("chosen", "recoverer_loss",
@@ -365,7 +400,8 @@ class AdversarialTrainer(HubTrainerMixin, Trainer):
         self._eval_generator = torch.Generator().manual_seed(self.eval_seed)
         self._eval_sums = self._zero_sums(self.args.device)
         output = super().evaluation_loop(dataloader, description, True, ignore_keys, metric_key_prefix)
-        output.metrics.update(self._summarise(self._eval_sums, f"{metric_key_prefix}_"))
+        output.metrics.update(self._summarise_evaluation(f"{metric_key_prefix}_"))
+        self.last_evaluation = dict(output.metrics)
         return output
 
     # ------------------------------------------------------------------ epochs and freezing
@@ -533,7 +569,8 @@ class AdversarialTrainer(HubTrainerMixin, Trainer):
         return super().train(resume_from_checkpoint=resume_from_checkpoint or None, **kwargs)
 
     def process_state(self) -> dict[str, Any]:
-        """What must be identical on every process: the freeze book's digest and the attribute weights."""
+        """What must be identical on every process: the freeze book's digest, the attribute weights and the last
+        evaluation's metrics (gathered over the processes; only its timings differ)."""
         import torch.distributed as dist
 
         return {
@@ -546,4 +583,6 @@ class AdversarialTrainer(HubTrainerMixin, Trainer):
             "attribute_weights": [float(w) for w in self.attribute_weights],
             "epochs_closed": self.epochs_closed,
             "freeze_updates": None if self.freeze_book is None else self.freeze_book.num_updates,
+            "eval_dataset_size": None if self.eval_dataset is None else len(self.eval_dataset),
+            "last_evaluation": self.last_evaluation,
         }
