@@ -57,7 +57,7 @@ class RecordingTrainer(AdversarialTrainer):
         record = {"training": model.training, "epoch": self.epochs_closed,
                   "correct": outputs.attribute_correct.detach().clone(), "chosen": outputs.chosen_mask.clone(),
                   "num_chosen": int(outputs.num_chosen), "attention_mask": inputs["attention_mask"].clone(),
-                  "input_ids": inputs["input_ids"].clone()}
+                  "input_ids": inputs["input_ids"].clone(), "masker_probabilities": outputs.masker_probabilities}
         if model.training:
             record.update(selectable=inputs["selectable_mask"].clone(), song_index=inputs["song_index"].clone(),
                           window_start=inputs["window_start"].clone(),
@@ -133,8 +133,15 @@ def test_epochs_close_with_training_accuracy_and_frozen_notes_are_never_chosen(t
             n_frozen_seen += int(frozen.sum())
     assert n_frozen_seen > 0
     step_logs = [h for h in trainer.state.log_history if "loss" in h]
-    for key in ["recoverer_loss", "masker_loss", "frozen_fraction", "accuracy"] + [f"accuracy_{a}" for a in ATTRIBUTES]:
+    for key in ["recoverer_loss", "masker_loss", "masker_spread", "frozen_fraction", "accuracy"] + [
+            f"accuracy_{a}" for a in ATTRIBUTES]:
         assert key in step_logs[0]
+    # One batch per logged step: the spread is the std of that batch's masker scores over its real notes.
+    assert len(step_logs) == len(train_records)
+    for log, r in zip(step_logs, train_records):
+        real = (r["input_ids"][..., 3] < 256) & r["attention_mask"].bool()
+        expected = r["masker_probabilities"].detach()[real].double().std(correction=0)
+        assert log["masker_spread"] == pytest.approx(float(expected), rel=1e-5) and log["masker_spread"] > 0
     assert any(h.get("frozen_fraction", 0) > 0 for h in step_logs)
 
 
@@ -232,7 +239,7 @@ def test_random_mode_trains_without_freezing(tmp_path, windows, tok):
     for name, value in model.masker.state_dict().items():
         assert torch.equal(value, masker_before[name]), name
     logs = [h for h in trainer.state.log_history if "loss" in h]
-    assert all(h["masker_loss"] == 0 for h in logs)
+    assert all(h["masker_loss"] == 0 and "masker_spread" not in h for h in logs)
 
 
 @pytest.mark.parametrize("updates_backbone", [True, False])

@@ -222,6 +222,7 @@ class AdversarialTrainer(HubTrainerMixin, Trainer):
             "masker_loss": torch.zeros((), dtype=torch.float64, device=device),
             "batches": torch.zeros((), dtype=torch.float64, device=device),
             "windows": torch.zeros((), dtype=torch.float64, device=device),
+            "masker_spread": torch.zeros((), dtype=torch.float64, device=device),
         }
 
     def _config(self):
@@ -314,7 +315,7 @@ class AdversarialTrainer(HubTrainerMixin, Trainer):
             recoverer_loss = recoverer_loss * max(self.args.world_size, 1)
         loss = recoverer_loss + masker_loss
         if training:
-            self._accumulate(self._log_sums, outputs)
+            self._accumulate(self._log_sums, outputs, self._real_notes(inputs))
             self._epoch_correct += outputs.attribute_correct.detach().double()
             self._epoch_chosen += outputs.num_chosen.detach().double()
         else:
@@ -322,7 +323,7 @@ class AdversarialTrainer(HubTrainerMixin, Trainer):
         return (loss, outputs) if return_outputs else loss
 
     @staticmethod
-    def _accumulate(sums, outputs) -> None:
+    def _accumulate(sums, outputs, real: torch.Tensor) -> None:
         sums["correct"] += outputs.attribute_correct.detach().double()
         sums["chosen"] += outputs.num_chosen.detach().double()
         # Per-micro-batch means as the model reports them (recoverer over its own chosen notes), for logging only.
@@ -330,6 +331,10 @@ class AdversarialTrainer(HubTrainerMixin, Trainer):
         sums["recoverer_loss"] += outputs.note_losses.detach().double().sum() / chosen
         sums["masker_loss"] += outputs.masker_loss.detach().double()
         sums["batches"] += 1
+        if outputs.masker_probabilities is not None and bool(real.any()):
+            # How far apart the masker's scores are: near 0 it tells no note from another, and its top-p % choice
+            # is an arbitrary fixed order rather than the hardest notes.
+            sums["masker_spread"] += outputs.masker_probabilities.detach()[real].double().std(correction=0)
 
     def _accumulate_evaluation(self, input_ids: torch.Tensor, outputs) -> None:
         """Evaluation sums per window, gathered with `gather_for_metrics`: in data-parallel evaluation Accelerate
@@ -362,23 +367,26 @@ class AdversarialTrainer(HubTrainerMixin, Trainer):
         out.update({f"{prefix}accuracy_{name}": float(sums["correct"][j] / chosen) for j, name in enumerate(ATTRIBUTES)})
         return out
 
-    def _summarise(self, sums, prefix: str) -> dict[str, float]:
+    def _summarise_training(self, sums) -> dict[str, float]:
         totals = torch.cat([sums["correct"], torch.stack([sums[k] for k in ("chosen", "recoverer_loss",
-                                                                             "masker_loss", "batches")])])
+                                                                             "masker_loss", "masker_spread",
+                                                                             "batches")])])
         if self.args.world_size > 1:
             totals = self.accelerator.reduce(totals, reduction="sum")
         totals = totals.cpu()
-        correct, chosen, recoverer, masker, batches = totals[:8], totals[8], totals[9], totals[10], totals[11]
-        out = {f"{prefix}recoverer_loss": float(recoverer / batches.clamp(min=1)),
-               f"{prefix}masker_loss": float(masker / batches.clamp(min=1)),
-               f"{prefix}accuracy": float(correct.sum() / (8 * chosen).clamp(min=1))}
-        out.update({f"{prefix}accuracy_{name}": float(correct[j] / chosen.clamp(min=1)) for j, name in
+        correct, chosen, recoverer, masker, spread, batches = totals[:8], *totals[8:]
+        out = {"recoverer_loss": float(recoverer / batches.clamp(min=1)),
+               "masker_loss": float(masker / batches.clamp(min=1)),
+               "accuracy": float(correct.sum() / (8 * chosen).clamp(min=1))}
+        if self.masking == "adversarial":
+            out["masker_spread"] = float(spread / batches.clamp(min=1))
+        out.update({f"accuracy_{name}": float(correct[j] / chosen.clamp(min=1)) for j, name in
                     enumerate(ATTRIBUTES)})
         return out
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         if "loss" in logs:  # the periodic training log, reached by every process at the same step
-            logs.update(self._summarise(self._log_sums, ""))
+            logs.update(self._summarise_training(self._log_sums))
             self._log_sums = self._zero_sums(self.args.device)
             logs.update({f"weight_{name}": float(w) for name, w in zip(ATTRIBUTES, self.attribute_weights)})
             if self.freeze_book is not None:
