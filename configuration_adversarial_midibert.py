@@ -111,7 +111,8 @@ class AdversarialMidiBertConfig(PreTrainedConfig):
         random_token_ratio (`float`, *optional*, defaults to 0.2): share of chosen notes given random regular ids;
             the rest keep their ids.
         masker_updates_backbone (`bool`, *optional*, defaults to `True`): whether the masker loss also trains the
-            shared backbone (the authors' code) or only the masker head (cheaper: the clean pass needs no graph).
+            shared backbone (the authors' code) or only the masker head (cheaper: the clean pass needs no graph;
+            measured on the tiny preset, that masker never learned and fine-tuning was worse: README).
         finetune_mask_percent (`float`, *optional*, defaults to 15): % of real notes set to all-MASK in the
             training forwards of the classification heads (mask fine-tuning).
         hidden_attributes (`list[str]`, *optional*, defaults to `[]`): attributes always replaced by MASK in the

@@ -40,7 +40,8 @@ class ModelArguments:
     masker_updates_backbone: bool | None = field(
         default=None,
         metadata={"help": "Whether the masker loss also trains the shared backbone (the authors' code) or only "
-                  "the masker head. Default: the preset's."},
+                  "the masker head (cheaper, but its masker did not learn in our tiny-preset study: README). "
+                  "Default: the preset's."},
     )
     freeze_every_epochs: int | None = field(
         default=None, metadata={"help": "k: update the freeze book every k epochs. Default: the preset's."}

@@ -1,0 +1,164 @@
+"""Which masker mode to default to: pre-train the same small model three ways, fine-tune each, compare.
+
+SPEC leaves open whether the masker loss (eq. 3) also trains the shared backbone (the authors' code: one
+combined backward) or only the masker head (the clean pass then needs no backward through the backbone). This
+script measures both for downstream accuracy, beside the `random` ablation (plain MLM) and no pre-training:
+
+1. `train/pretrain.py --preset tiny` on the same Pop1K7 songs (in no fine-tuning dev set), same seed, same
+   number of steps, in three modes: `backbone` (adversarial, masker loss trains the backbone), `head`
+   (adversarial, masker loss trains the masker head only) and `random`;
+2. `train/finetune.py` from each checkpoint and from scratch (`preset:tiny`) on the tasks below, with several
+   fine-tuning seeds (the splits stay fixed: `--split_seed` is not varied);
+3. a probe of each checkpoint that does not depend on its own masker: recovery accuracy under RANDOM masking
+   (the same fixed-seed masked notes for every checkpoint) on the last --probe_songs Pop1K7 songs, which no
+   pre-training run saw;
+4. a markdown table of dev accuracy / macro-F1 (mean and spread over the seeds) and pre-training wall time.
+
+Every run's log and results stay under --out, and finished runs are skipped when the script is run again:
+
+    python scripts/masker_mode_study.py --out runs/masker_study --songs 600 --epochs 6 --seeds 1 2
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+PRETRAIN_MODES = {
+    "backbone": ["--masking", "adversarial", "--masker_updates_backbone", "true"],
+    "head": ["--masking", "adversarial", "--masker_updates_backbone", "false"],
+    "random": ["--masking", "random"],
+}
+# Subsets sized so that one fine-tuning run takes about a minute on 2 CPU cores (the README's dev-split runs).
+TASKS = {
+    "melody": ["--recipe", "melody", "--max_train_songs", "100", "--num_train_epochs", "4"],
+    "velocity": ["--recipe", "velocity", "--max_train_songs", "60", "--max_eval_songs", "40", "--max_steps", "120"],
+    "emotion": ["--recipe", "emotion", "--num_train_epochs", "2"],
+    "composer_pianist8": ["--recipe", "composer_pianist8", "--num_train_epochs", "6"],
+    "composer_asap": ["--recipe", "composer", "--max_train_songs", "40", "--num_train_epochs", "1"],
+}
+FINETUNE_COMMON = ["--max_length", "256", "--learning_rate", "3e-4", "--per_device_train_batch_size", "16",
+                   "--eval_strategy", "no", "--save_strategy", "no", "--logging_steps", "10"]
+
+
+def run_logged(command: list[str], log: Path) -> float:
+    """Run `command` with its output in `log`; the wall time in seconds. A failed run stops the study."""
+    start = time.perf_counter()
+    with log.open("w") as out:
+        done = subprocess.run(command, cwd=REPO, stdout=out, stderr=subprocess.STDOUT)
+    if done.returncode != 0:
+        sys.exit(f"failed ({done.returncode}): {' '.join(command)}; see {log}")
+    return time.perf_counter() - start
+
+
+def pretrain(mode: str, args: argparse.Namespace) -> Path:
+    out = args.out / f"pretrain_{mode}"
+    if (out / "model.safetensors").is_file():
+        return out
+    command = [sys.executable, "train/pretrain.py", "--preset", "tiny", "--data", str(args.data),
+               "--max_songs", str(args.songs), "--num_train_epochs", str(args.epochs),
+               "--freeze_every_epochs", str(args.freeze_every), "--validation_fraction", "0.05",
+               "--seed", "42", "--cache_dir", str(args.out / "cache"), "--output_dir", str(out),
+               *PRETRAIN_MODES[mode]]
+    seconds = run_logged(command, args.out / f"pretrain_{mode}.log")
+    (args.out / f"pretrain_{mode}.seconds").write_text(f"{seconds:.0f}\n")
+    return out
+
+
+def recovery_probe(mode: str, checkpoint: Path, args: argparse.Namespace) -> dict:
+    """Recovery accuracy of `checkpoint` under random masking on held-out songs (the fixed evaluation seed)."""
+    results = args.out / f"probe_{mode}.json"
+    if results.is_file():
+        return json.loads(results.read_text())
+    from transformers import TrainingArguments
+
+    from adversarial_midibert.data import build_window_dataset, find_midi_files
+    from adversarial_midibert.trainer import AdversarialTrainer
+    from modeling_adversarial_midibert import AdversarialMidiBertForPreTraining
+    from tokenization_octuple import OctupleTokenizer
+
+    songs = find_midi_files(args.data)
+    if len(songs) < args.songs + args.probe_songs:
+        sys.exit(f"{args.data}: {len(songs)} songs, fewer than --songs + --probe_songs")
+    tokenizer = OctupleTokenizer.from_pretrained(checkpoint)
+    windows, _ = build_window_dataset(songs[-args.probe_songs :], tokenizer, cache_dir=args.out / "cache")
+    training_args = TrainingArguments(output_dir=str(args.out / "probe_run"), use_cpu=True, report_to="none",
+                                      disable_tqdm=True, per_device_eval_batch_size=32)
+    trainer = AdversarialTrainer(model=AdversarialMidiBertForPreTraining.from_pretrained(checkpoint),
+                                 args=training_args, eval_dataset=windows, processing_class=tokenizer,
+                                 masking="random")
+    metrics = {k.removeprefix("eval_"): v for k, v in trainer.evaluate().items() if "accuracy" in k or "windows" in k}
+    results.write_text(json.dumps(metrics, indent=1))
+    return metrics
+
+
+def finetune(model: str, name: str, task: str, seed: int, args: argparse.Namespace) -> dict:
+    out = args.out / f"ft_{name}_{task}_s{seed}"
+    results = out / "finetune_results.json"
+    if not results.is_file():
+        command = [sys.executable, "train/finetune.py", "--model", model, *TASKS[task], *FINETUNE_COMMON,
+                   "--seed", str(seed), "--cache_dir", str(args.out / "cache"), "--output_dir", str(out)]
+        run_logged(command, args.out / f"ft_{name}_{task}_s{seed}.log")
+    return json.loads(results.read_text())["metrics"]
+
+
+def summarise(values: list[float]) -> str:
+    mean = statistics.fmean(values)
+    if len(values) < 2:
+        return f"{mean:.3f}"
+    return f"{mean:.3f}±{(max(values) - min(values)) / 2:.3f}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, default=REPO / "runs" / "masker_study")
+    parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data" / "pop1k7")
+    parser.add_argument("--songs", type=int, default=600, help="Pop1K7 songs to pre-train on")
+    parser.add_argument("--epochs", type=int, default=6, help="pre-training epochs")
+    parser.add_argument("--probe_songs", type=int, default=100, help="last Pop1K7 songs for the recovery probe")
+    parser.add_argument("--freeze_every", type=int, default=2, help="k: freeze-book update every k epochs")
+    parser.add_argument("--modes", nargs="+", default=list(PRETRAIN_MODES), choices=list(PRETRAIN_MODES))
+    parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=list(TASKS))
+    parser.add_argument("--seeds", nargs="+", type=int, default=[1, 2], help="fine-tuning seeds")
+    parser.add_argument("--no_scratch", action="store_true", help="skip the no-pre-training column")
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+
+    models = {mode: str(pretrain(mode, args)) for mode in args.modes}
+    probes = {mode: recovery_probe(mode, Path(model), args) for mode, model in models.items()}
+    if not args.no_scratch:
+        models["scratch"] = "preset:tiny"
+    table = {name: {task: [finetune(model, name, task, seed, args) for seed in args.seeds] for task in args.tasks}
+             for name, model in models.items()}
+
+    lines = [f"Pre-training: tiny preset, {args.songs} Pop1K7 songs, {args.epochs} epochs, freeze book every "
+             f"{args.freeze_every}; fine-tuning seeds {args.seeds} (mean ± half range). Accuracy / macro-F1 on dev.",
+             "", "| task | " + " | ".join(models) + " |", "|---" * (len(models) + 1) + "|"]
+    for task in args.tasks:
+        cells = []
+        for name in models:
+            runs = table[name][task]
+            cells.append(summarise([r["accuracy"] for r in runs]) + " / " + summarise([r["macro_f1"] for r in runs]))
+        lines.append(f"| {task} | " + " | ".join(cells) + " |")
+    lines += ["", f"Recovery under random masking ({args.probe_songs} held-out Pop1K7 songs), accuracy over the 8 "
+              "attributes / pitch / duration / position:", ""]
+    lines += [f"- {mode}: " + " / ".join(f"{probe[k]:.3f}" for k in
+                                        ("accuracy", "accuracy_pitch", "accuracy_duration", "accuracy_position"))
+              for mode, probe in probes.items()]
+    timing = [f"{mode} {(args.out / f'pretrain_{mode}.seconds').read_text().strip()} s"
+              for mode in args.modes if (args.out / f"pretrain_{mode}.seconds").is_file()]
+    if timing:
+        lines += ["", "Pre-training wall time: " + ", ".join(timing)]
+    report = "\n".join(lines) + "\n"
+    (args.out / "summary.md").write_text(report)
+    (args.out / "summary.json").write_text(json.dumps(table, indent=1))
+    print(report)
+
+
+if __name__ == "__main__":
+    main()
