@@ -9,7 +9,6 @@ then the model classes.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
@@ -1020,13 +1019,10 @@ class AdversarialMidiBertForSequenceClassification(_ClassificationMixin, Adversa
                 loss = F.cross_entropy(logits.view(-1, self.num_labels), labels.view(-1))
             else:
                 loss = F.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype))
-        if not return_dict:
-            output = (logits, outputs.hidden_states, outputs.attentions)
-            output = tuple(value for value in output if value is not None)
-            return ((loss,) + output) if loss is not None else output
-        return SequenceClassifierOutput(
+        output = SequenceClassifierOutput(
             loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
         )
+        return output if return_dict else output.to_tuple()
 
 
 class AdversarialMidiBertForTokenClassification(_ClassificationMixin, AdversarialMidiBertPreTrainedModel):
@@ -1090,13 +1086,10 @@ class AdversarialMidiBertForTokenClassification(_ClassificationMixin, Adversaria
                 loss = F.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=-100)
             else:  # nothing to learn from this batch; a mean over no labels would be NaN
                 loss = logits.sum() * 0.0
-        if not return_dict:
-            output = (logits, outputs.hidden_states, outputs.attentions)
-            output = tuple(value for value in output if value is not None)
-            return ((loss,) + output) if loss is not None else output
-        return TokenClassifierOutput(
+        output = TokenClassifierOutput(
             loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
         )
+        return output if return_dict else output.to_tuple()
 
 
 # `save_pretrained` copies this file and the configuration file beside the weights only for registered classes.

@@ -272,6 +272,21 @@ def test_token_classification_ignores_minus_100():
     assert nothing.item() == 0.0
 
 
+@pytest.mark.parametrize("cls", [AdversarialMidiBertForSequenceClassification, AdversarialMidiBertForTokenClassification])
+def test_heads_tuple_outputs_follow_return_dict_false(cls):
+    config = tiny_config(num_labels=3)
+    model = build(cls, config)
+    ids, mask = window_batch(config, [4, 2])
+    labels = torch.tensor([0, 2]) if cls is AdversarialMidiBertForSequenceClassification else \
+        torch.zeros(mask.shape, dtype=torch.long).masked_fill(~mask.bool(), -100)
+    out = model(input_ids=ids, attention_mask=mask, labels=labels, output_hidden_states=True)
+    loss, logits, hidden = model(input_ids=ids, attention_mask=mask, labels=labels, output_hidden_states=True,
+                                 return_dict=False)
+    assert torch.equal(loss, out.loss) and torch.equal(logits, out.logits) and len(hidden) == len(out.hidden_states)
+    (only_logits,) = model(input_ids=ids, attention_mask=mask, return_dict=False)  # no labels: no loss, no None
+    assert torch.equal(only_logits, out.logits)
+
+
 def test_evaluation_never_masks_and_hidden_attributes_do_not_leak():
     config = tiny_config(num_labels=6, hidden_attributes=["velocity"], finetune_mask_percent=50)
     model = build(AdversarialMidiBertForTokenClassification, config)
