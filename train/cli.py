@@ -75,20 +75,21 @@ def add_classify(subparsers) -> None:
     parser.set_defaults(func=_run_classify)
 
 
-def add_melody(subparsers) -> None:
-    parser = subparsers.add_parser("melody", help="write a MIDI file with melody / bridge / accompaniment tracks")
+def _add_midi_writer(subparsers, name: str, help: str, run) -> None:
+    """A subcommand that reads one MIDI file and writes another, `<input>.<name>.mid` unless `-o` says otherwise."""
+    parser = subparsers.add_parser(name, help=help)
     _add_model_arguments(parser)
     parser.add_argument("midi", help="input MIDI file")
-    parser.add_argument("-o", "--output", help="output MIDI file (default: <input>.melody.mid)")
-    parser.set_defaults(func=_run_melody)
+    parser.add_argument("-o", "--output", help=f"output MIDI file (default: <input>.{name}.mid)")
+    parser.set_defaults(func=run)
+
+
+def add_melody(subparsers) -> None:
+    _add_midi_writer(subparsers, "melody", "write a MIDI file with melody / bridge / accompaniment tracks", _run_melody)
 
 
 def add_velocity(subparsers) -> None:
-    parser = subparsers.add_parser("velocity", help="write a MIDI file with predicted velocities")
-    _add_model_arguments(parser)
-    parser.add_argument("midi", help="input MIDI file")
-    parser.add_argument("-o", "--output", help="output MIDI file (default: <input>.velocity.mid)")
-    parser.set_defaults(func=_run_velocity)
+    _add_midi_writer(subparsers, "velocity", "write a MIDI file with predicted velocities", _run_velocity)
 
 
 SUBCOMMANDS = [add_classify, add_melody, add_velocity, add_convert]
