@@ -18,18 +18,37 @@ from pathlib import Path
 from .convert_authors import add_convert
 
 
+def _count(minimum: int):
+    """An argparse type: an integer of at least `minimum`, refused with a one-line message at parse time (a
+    zero batch size otherwise surfaced as `range() arg 3 must not be zero` from deep inside inference)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
+        return value
+
+    return parse
+
+
 def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", help="fine-tuned model: a folder written by train/finetune.py or a Hub id")
-    parser.add_argument("--stride", type=int, default=None,
+    parser.add_argument("--stride", type=_count(0), default=None,
                         help="notes shared by consecutive windows (default: 0 for classify, a quarter window for notes)")
-    parser.add_argument("--batch_size", type=int, default=16, help="windows per forward pass")
+    parser.add_argument("--batch_size", type=_count(1), default=16, help="windows per forward pass")
     parser.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
+    parser.add_argument("--trust_remote_code", action="store_true",
+                        help="load the model with the Python code saved in the checkpoint instead of this package's "
+                             "classes (runs that code: only for checkpoints you trust)")
 
 
 def _predictor(args):
     from adversarial_midibert.inference import MidiPredictor
 
-    return MidiPredictor.from_pretrained(args.model, stride=args.stride, batch_size=args.batch_size, device=args.device)
+    return MidiPredictor.from_pretrained(args.model, stride=args.stride, batch_size=args.batch_size, device=args.device,
+                                         trust_remote_code=args.trust_remote_code)
 
 
 def _run_classify(args) -> int:

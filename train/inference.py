@@ -82,8 +82,12 @@ class MidiPredictor:
 
     @classmethod
     def from_pretrained(cls, name_or_path: str | os.PathLike, *, stride: int | None = None, batch_size: int = 16,
-                        device=None, **hub_kwargs) -> "MidiPredictor":
-        """Load a fine-tuned model (folder or Hub id) through the Auto classes, with its own code.
+                        device=None, trust_remote_code: bool = False, **hub_kwargs) -> "MidiPredictor":
+        """Load a fine-tuned model (folder or Hub id) and its tokenizer.
+
+        By default this package's own classes load it and no Python file of the checkpoint runs, whatever its
+        `config.json` `auto_map` names. With `trust_remote_code=True` the Auto classes load it with the code saved
+        beside the weights (for a checkpoint whose code differs from this package's): only for sources you trust.
 
         Example:
 
@@ -91,20 +95,8 @@ class MidiPredictor:
         >>> predictor = MidiPredictor.from_pretrained("me/adversarial-midibert-emotion")   # doctest: +SKIP
         ```
         """
-        from transformers import AutoConfig, AutoModelForSequenceClassification, AutoModelForTokenClassification
-        from transformers import AutoTokenizer
-
-        config = AutoConfig.from_pretrained(name_or_path, trust_remote_code=True, **hub_kwargs)
-        architectures = " ".join(config.architectures or [])
-        if "TokenClassification" in architectures:
-            auto_class = AutoModelForTokenClassification
-        elif "SequenceClassification" in architectures:
-            auto_class = AutoModelForSequenceClassification
-        else:
-            raise ValueError(f"{name_or_path} is not a fine-tuned classifier (architectures: {architectures or 'none'}); "
-                             "fine-tune it first with train/finetune.py")
-        model = auto_class.from_pretrained(name_or_path, trust_remote_code=True, **hub_kwargs)
-        tokenizer = AutoTokenizer.from_pretrained(name_or_path, trust_remote_code=True, **hub_kwargs)
+        load = _load_with_checkpoint_code if trust_remote_code else _load_with_package_classes
+        model, tokenizer = load(name_or_path, **hub_kwargs)
         return cls(model, tokenizer, stride=stride, batch_size=batch_size, device=device)
 
     # ------------------------------------------------------------------ windows
@@ -239,6 +231,54 @@ class MidiPredictor:
         if output is not None:
             out.dump_midi(str(output))
         return out
+
+
+def _classifier_kind(name_or_path, config) -> str:
+    """`"token"` or `"sequence"`, from the architectures the checkpoint was saved with."""
+    architectures = " ".join(config.architectures or [])
+    if "TokenClassification" in architectures:
+        return "token"
+    if "SequenceClassification" in architectures:
+        return "sequence"
+    raise ValueError(f"{name_or_path} is not a fine-tuned classifier (architectures: {architectures or 'none'}); "
+                     "fine-tune it first with train/finetune.py")
+
+
+def _load_with_package_classes(name_or_path, **hub_kwargs):
+    """Model and tokenizer through this package's classes: the checkpoint's own `.py` files are never imported."""
+    from configuration_adversarial_midibert import AdversarialMidiBertConfig
+    from modeling_adversarial_midibert import (
+        AdversarialMidiBertForSequenceClassification,
+        AdversarialMidiBertForTokenClassification,
+    )
+
+    from adversarial_midibert.compatibility import load_tokenizer_or_default
+
+    config_dict, _ = AdversarialMidiBertConfig.get_config_dict(name_or_path, **hub_kwargs)
+    if config_dict.get("model_type") != AdversarialMidiBertConfig.model_type:
+        raise ValueError(f"{name_or_path} is not an Adversarial-MidiBERT checkpoint (model_type "
+                         f"{config_dict.get('model_type')!r}); pass --trust_remote_code to run its own code")
+    config = AdversarialMidiBertConfig.from_pretrained(name_or_path, **hub_kwargs)
+    model_class = {"token": AdversarialMidiBertForTokenClassification,
+                   "sequence": AdversarialMidiBertForSequenceClassification}[_classifier_kind(name_or_path, config)]
+    model = model_class.from_pretrained(name_or_path, config=config, **hub_kwargs)
+    return model, load_tokenizer_or_default(name_or_path, config, **hub_kwargs)
+
+
+def _load_with_checkpoint_code(name_or_path, **hub_kwargs):
+    """Model and tokenizer through the Auto classes, running the code the checkpoint ships (`trust_remote_code`)."""
+    from transformers import AutoConfig, AutoModelForSequenceClassification, AutoModelForTokenClassification
+    from transformers import AutoTokenizer
+
+    from adversarial_midibert.compatibility import has_tokenizer_files, load_tokenizer_or_default
+
+    config = AutoConfig.from_pretrained(name_or_path, trust_remote_code=True, **hub_kwargs)
+    auto_class = {"token": AutoModelForTokenClassification,
+                  "sequence": AutoModelForSequenceClassification}[_classifier_kind(name_or_path, config)]
+    model = auto_class.from_pretrained(name_or_path, trust_remote_code=True, **hub_kwargs)
+    if has_tokenizer_files(name_or_path, **hub_kwargs):
+        return model, AutoTokenizer.from_pretrained(name_or_path, trust_remote_code=True, **hub_kwargs)
+    return model, load_tokenizer_or_default(name_or_path, config, **hub_kwargs)
 
 
 def _gather_notes(score: symusic.Score, track_index: np.ndarray, note_index: np.ndarray):
