@@ -63,6 +63,24 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
+# Upper bounds checked before any allocation. They sit far above any model of this kind (the paper's is
+# 12 x 768, about 0.1 B parameters) and only catch typos and hostile config.json files.
+SIZE_LIMITS = {
+    "hidden_size": 2**15,
+    "num_hidden_layers": 256,
+    "num_attention_heads": 1024,
+    "intermediate_size": 2**17,
+    "max_position_embeddings": 2**16,
+    "attribute_embedding_size": 2**14,
+    "masker_hidden_size": 2**16,
+    "pooling_attention_size": 2**16,
+    "pooling_attention_heads": 1024,
+    "classifier_hidden_size": 2**16,
+}
+MAX_ATTRIBUTE_VOCAB_SIZE = 2**20
+MAX_PARAMETERS = 5 * 10**9  # 20 GB of float32 weights
+
+
 class AdversarialMidiBertConfig(PreTrainedConfig):
     r"""
     Configuration of an Adversarial-MidiBERT model: the Octuple embedding, the BERT encoder, the pre-training heads
@@ -199,6 +217,7 @@ class AdversarialMidiBertConfig(PreTrainedConfig):
                 f"`attribute_vocab_sizes` must hold {len(ATTRIBUTES)} positive sizes (one per attribute: "
                 f"{', '.join(ATTRIBUTES)}), got {self.attribute_vocab_sizes}"
             )
+        self._check_sizes()
         choices = {
             "position_embedding_type": POSITION_EMBEDDING_TYPES,
             "classifier_pooling": POOLINGS,
@@ -229,6 +248,45 @@ class AdversarialMidiBertConfig(PreTrainedConfig):
         unknown = [name for name in self.hidden_attributes if name not in ATTRIBUTES]
         if unknown:
             raise ValueError(f"`hidden_attributes` has unknown attributes {unknown}; known: {ATTRIBUTES}")
+
+    def _check_sizes(self) -> None:
+        """Refuse sizes no real model has, before anything is allocated: a typo such as `num_hidden_layers=10**6`
+        would otherwise allocate until memory runs out, and `hidden_size=10**6` fail deep in the allocator."""
+        fields = {name: getattr(self, name) for name in SIZE_LIMITS}
+        fields["classifier_hidden_size"] = self.classifier_hidden_size or 1
+        for name, value in fields.items():
+            if value > SIZE_LIMITS[name]:
+                raise ValueError(f"`{name}` is {value}, more than the largest supported {SIZE_LIMITS[name]}")
+        largest = max(self.attribute_vocab_sizes)
+        if largest > MAX_ATTRIBUTE_VOCAB_SIZE:
+            raise ValueError(f"`attribute_vocab_sizes` holds {largest}, more than the largest supported "
+                             f"{MAX_ATTRIBUTE_VOCAB_SIZE} ids per attribute")
+        parameters = self.approximate_num_parameters()
+        if parameters > MAX_PARAMETERS:
+            raise ValueError(
+                f"`num_hidden_layers` ({self.num_hidden_layers}), `hidden_size` ({self.hidden_size}) and "
+                f"`intermediate_size` ({self.intermediate_size}) imply about {parameters:.3g} parameters, more than "
+                f"the largest supported {MAX_PARAMETERS:.3g}"
+            )
+
+    def approximate_num_parameters(self) -> int:
+        """
+        Parameters the model these sizes describe would have, to within a few percent (the encoder's weight
+        matrices, the attribute tables and the recoverer's output layers; biases and norms left out).
+
+        Example:
+
+        ```python
+        >>> from configuration_adversarial_midibert import AdversarialMidiBertConfig
+        >>> round(AdversarialMidiBertConfig.from_preset("paper").approximate_num_parameters() / 1e6)
+        89
+
+        ```
+        """
+        hidden, vocab = self.hidden_size, sum(self.vocab_sizes)
+        encoder = self.num_hidden_layers * (4 * hidden * hidden + 2 * hidden * self.intermediate_size)
+        embedding = vocab * self.attribute_embedding_size + len(ATTRIBUTES) * self.attribute_embedding_size * hidden
+        return encoder + embedding + vocab * hidden + self.max_position_embeddings * hidden
 
     @classmethod
     def from_preset(cls, name: str, **overrides) -> "AdversarialMidiBertConfig":
