@@ -1,6 +1,7 @@
 """Shared test fixtures: the shipped sample MIDI, edge-case fixtures, and the optional shared corpora."""
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,20 @@ SHARED_DATA = Path(os.environ.get("ADVERSARIAL_MIDIBERT_SHARED_DATA", REPO.paren
 # The Hub modules live at the repository root; make them importable without an install too.
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
+
+# Hypothesis keeps its example database (and caches) in `.hypothesis/` of the working directory: the repository.
+# Keep it in the temporary folder instead; a fixed name there still replays earlier failures on the next run.
+HYPOTHESIS_HOME = Path(tempfile.gettempdir()) / "adversarial-midibert-hypothesis"
+os.environ.setdefault("HYPOTHESIS_STORAGE_DIRECTORY", str(HYPOTHESIS_HOME))
+try:
+    from hypothesis import settings as _hypothesis_settings
+    from hypothesis.database import DirectoryBasedExampleDatabase
+except ImportError:  # hypothesis is a test extra; only the fuzz tests need it
+    pass
+else:
+    _hypothesis_settings.register_profile(
+        "adversarial-midibert", database=DirectoryBasedExampleDatabase(HYPOTHESIS_HOME / "examples"))
+    _hypothesis_settings.load_profile("adversarial-midibert")
 
 
 def sample_files(folder: str | None = None) -> list[Path]:
