@@ -42,6 +42,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from clock import add_clock_argument  # benchmarks/clock.py: this script's folder is on sys.path
+
 REPO = Path(__file__).resolve().parents[1]
 BENCH_PYTHON = REPO / ".bench_venv" / "bin" / "python"
 REGULAR_VOCAB_SIZES = (256, 128, 129, 256, 128, 32, 254, 49)
@@ -297,9 +299,7 @@ def main(argv=None) -> None:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=0, help="torch threads per worker (0: torch's default)")
-    parser.add_argument("--clock", choices=["wall", "cpu"], default="wall",
-                        help="throughput per wall-clock second, or per CPU second of the worker (steadier on a "
-                             "machine shared with other jobs; use with --threads 1)")
+    add_clock_argument(parser)
     parser.add_argument("--check-4x", action="store_true")
     parser.add_argument("--worker", choices=["ours", "bert"], help=argparse.SUPPRESS)
     parser.add_argument("--case", help=argparse.SUPPRESS)

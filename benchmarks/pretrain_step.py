@@ -14,6 +14,7 @@ Goal: adversarial / random <= 1.35 per optimizer step (the paper's own timings, 
 5.93 days for 500 epochs, imply about 1.9x per epoch).
 
     python benchmarks/pretrain_step.py --threads 1               # CPU: the tiny preset, 256-token windows
+    python benchmarks/pretrain_step.py --threads 1 --clock cpu   # steadier on a CPU shared with other jobs
     python benchmarks/pretrain_step.py --preset paper --max_length 1024 --batch_size 4 --repeats 5   # on a GPU
 """
 
@@ -26,8 +27,9 @@ import platform
 import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
+
+from clock import CLOCKS, add_clock_argument  # benchmarks/clock.py: this script's folder is on sys.path
 
 REPO = Path(__file__).resolve().parents[1]
 SIDES = {
@@ -58,6 +60,7 @@ def worker(args) -> dict:
     from tokenization_octuple import OctupleTokenizer
 
     side = SIDES[args.worker]
+    now = CLOCKS[args.clock]
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -92,10 +95,10 @@ def worker(args) -> dict:
         _sync(device)
         times = []
         for _ in range(args.steps):
-            start = time.perf_counter()
+            start = now()
             step()
             _sync(device)
-            times.append(time.perf_counter() - start)
+            times.append(now() - start)
 
         # The clean pass alone (the masker's extra work), with and without a graph through the backbone.
         unwrapped = trainer.accelerator.unwrap_model(model)
@@ -104,15 +107,15 @@ def worker(args) -> dict:
         for _ in range(args.steps):
             with torch.no_grad(), trainer.accelerator.autocast():
                 _sync(device)
-                start = time.perf_counter()
+                start = now()
                 unwrapped.masking_probabilities(ids, mask)
                 _sync(device)
-                pieces["clean_forward_no_grad"].append(time.perf_counter() - start)
+                pieces["clean_forward_no_grad"].append(now() - start)
             with trainer.accelerator.autocast():
-                start = time.perf_counter()
+                start = now()
                 unwrapped.masking_probabilities(ids, mask).sum().backward()
                 _sync(device)
-                pieces["clean_forward_backward"].append(time.perf_counter() - start)
+                pieces["clean_forward_backward"].append(now() - start)
             unwrapped.zero_grad()
     return {"side": args.worker, "step_s": statistics.median(times), "step_min_s": min(times),
             **{k: statistics.median(v) for k, v in pieces.items()}}
@@ -144,6 +147,7 @@ def main(argv=None) -> None:
     parser.add_argument("--repeats", type=int, default=3, help="processes per side, alternating")
     parser.add_argument("--cpu", action="store_true", help="stay on CPU even with a GPU")
     parser.add_argument("--threads", type=int, default=0, help="torch threads per process (0: torch's default)")
+    add_clock_argument(parser)
     parser.add_argument("--worker", choices=sorted(SIDES), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
@@ -151,7 +155,8 @@ def main(argv=None) -> None:
         return
 
     passthrough = [f"--preset={args.preset}", f"--max_length={args.max_length}", f"--batch_size={args.batch_size}",
-                   f"--steps={args.steps}", f"--warmup={args.warmup}", f"--threads={args.threads}"]
+                   f"--steps={args.steps}", f"--warmup={args.warmup}", f"--threads={args.threads}",
+                   f"--clock={args.clock}"]
     passthrough += ["--cpu"] if args.cpu else []
     results: dict[str, list[dict]] = {side: [] for side in SIDES}
     for repeat in range(args.repeats):
@@ -159,12 +164,12 @@ def main(argv=None) -> None:
             out = subprocess.run([sys.executable, __file__, "--worker", side, *passthrough], capture_output=True,
                                  text=True, cwd=REPO, check=True)
             results[side].append(json.loads(out.stdout.strip().splitlines()[-1]))
-            print(f"repeat {repeat + 1}/{args.repeats} {side:>22}: {results[side][-1]['step_s'] * 1e3:8.1f} ms/step",
+            print(f"repeat {repeat + 1}/{args.repeats} {side:>22}: {results[side][-1]['step_s'] * 1e3:8.1f} ms/step ({args.clock})",
                   file=sys.stderr)
 
     print(f"machine: {machine(args.threads)}")
     print(f"shape: preset {args.preset}, batch {args.batch_size} x {args.max_length} tokens, {args.steps} timed steps "
-          f"x {args.repeats} processes per side (alternating)")
+          f"x {args.repeats} processes per side (alternating); {args.clock} clock")
 
     def summary(values):
         median, low, high = (1e3 * f(values) for f in (statistics.median, min, max))
