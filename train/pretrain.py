@@ -49,6 +49,12 @@ except ImportError:  # pragma: no cover
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from adversarial_midibert.arguments import DataArguments, ModelArguments, parse_pretraining_args
+from adversarial_midibert.compatibility import (
+    check_tokenizer_fits_model,
+    check_windows_train_the_masker,
+    min_notes_for_masker_targets,
+    short_window_share,
+)
 from adversarial_midibert.data import (
     build_window_dataset,
     default_cache_dir,
@@ -93,6 +99,7 @@ def build_model(model_args: ModelArguments, data_args: DataArguments):
             ("masking", model_args.masking),
             ("masker_updates_backbone", model_args.masker_updates_backbone),
             ("freeze_every_epochs", model_args.freeze_every_epochs),
+            ("masker_random_share", model_args.masker_random_share),
         )
         if value is not None
     }
@@ -107,6 +114,29 @@ def build_model(model_args: ModelArguments, data_args: DataArguments):
         raise ValueError(f"--max_length {data_args.max_length} exceeds the model's max_position_embeddings "
                          f"({model.config.max_position_embeddings})")
     return model
+
+
+def check_run_fits_model(tokenizer, config, model_args: ModelArguments) -> None:
+    """Refuse, before any data is read, a run that would fail or learn nothing: ids the model's tables cannot
+    hold (an `IndexError` thousands of steps in) or windows too short for any masker target (a masker loss of
+    exactly 0 all run long)."""
+    check_tokenizer_fits_model(tokenizer, config, model_name=model_args.model_name_or_path or "the model")
+    if config.masking == "adversarial":
+        check_windows_train_the_masker(tokenizer.max_length, config.mask_percent, config.masker_target_percent)
+
+
+def warn_about_short_windows(train_ds, config) -> None:
+    """Say when most training windows are too short for masker targets (short songs), which a max_length check
+    cannot see: the masker then learns from the few long windows only."""
+    from adversarial_midibert.data import window_lengths
+
+    if config.masking != "adversarial" or not len(train_ds):
+        return
+    share = short_window_share(window_lengths(train_ds) - 2, config.mask_percent)
+    if share > 0.5:
+        print(f"warning: {share:.0%} of the training windows hold fewer than "
+              f"{min_notes_for_masker_targets(config.mask_percent)} notes and give the masker no target "
+              f"(eq. 3 needs 2 chosen notes); its loss comes from the other windows only", file=sys.stderr, flush=True)
 
 
 def split_windows(windows, train_songs: list[int], valid_songs: list[int]):
@@ -139,6 +169,7 @@ def main(argv: list[str] | None = None) -> AdversarialTrainer:
     # Seeded before the model is built: its initial weights are part of a reproducible run.
     set_seed(training_args.seed)
     model = build_model(model_args, data_args)
+    check_run_fits_model(tokenizer, model.config, model_args)
 
     if data_args.streaming_dir:
         from adversarial_midibert.streaming import streaming_training_inputs
@@ -156,6 +187,8 @@ def main(argv: list[str] | None = None) -> AdversarialTrainer:
         if training_args.process_index == 0:
             print(report, flush=True)
         train_ds, eval_ds = split_windows(windows, train_songs, valid_songs)
+        if training_args.process_index == 0:
+            warn_about_short_windows(train_ds, model.config)
         skipped = {song_id for song_id, _ in report.skipped}
         n_train = sum(sources[i].song_id not in skipped for i in train_songs)
         n_valid = sum(sources[i].song_id not in skipped for i in valid_songs)
@@ -233,5 +266,22 @@ def main(argv: list[str] | None = None) -> AdversarialTrainer:
     return trainer
 
 
+def run(argv: list[str] | None = None) -> int:
+    """The script's entry point: `main`, with a user's mistake (a bad flag value, missing data, a checkpoint that
+    does not fit) reported as ONE line on stderr and exit status 1, not a traceback.
+
+    `accelerate launch -q` then ends with that line too (without `-q` the launcher adds its own
+    `CalledProcessError` traceback). Set `ADVERSARIAL_MIDIBERT_TRACEBACK=1` to see the full traceback.
+    """
+    try:
+        main(argv)
+    except (ValueError, OSError) as error:  # MidiError and the argument checks are ValueErrors
+        if os.environ.get("ADVERSARIAL_MIDIBERT_TRACEBACK"):
+            raise
+        print(f"pretrain.py: error: {error}", file=sys.stderr, flush=True)
+        return 1
+    return 0
+
+
 if __name__ == "__main__":
-    main()
+    sys.exit(run())
