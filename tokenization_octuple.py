@@ -3,7 +3,8 @@
 One token per note, eight attributes: `bar, position, instrument, pitch, duration, velocity, time_signature,
 tempo`. The tables are MusicBERT's (see `SPEC.md`, "Octuple tokens"):
 
-- position unit: 1/16 of a quarter note, `pos(t) = round(t * 16 / ticks_per_quarter)` (halves round up);
+- position unit: 1/16 of a quarter note, `pos(t) = round(t * 16 / ticks_per_quarter)` with Python's `round`
+  (halves to even, as MusicBERT);
   a note's duration in positions is `pos(end) - pos(start)`;
 - bars come from the time-signature changes: a bar of `n/d` holds `n * 64 / d` positions, every change of
   meter starts a new bar at its position (a mid-bar change closes the bar early), 4/4 before the first change;
@@ -30,6 +31,7 @@ import io
 import json
 import os
 import shutil
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -57,6 +59,8 @@ DEFAULT_METER = (4, 4)
 SETTINGS_FILE = "octuple_tokenizer.json"
 CONFIG_FILE = "tokenizer_config.json"
 FORMAT_VERSION = 1
+# The constructor arguments saved by `save_pretrained` (files saved before `max_bytes` existed load with its default).
+SETTINGS = ("max_length", "stride", "max_bars", "max_notes", "max_bytes")
 
 
 def _duration_table() -> np.ndarray:
@@ -71,7 +75,12 @@ def _duration_table() -> np.ndarray:
 DURATION_TABLE = _duration_table()  # 0, 1, ..., 15, 16, 18, ..., 46, 48, 52, ..., 2032, 2160, ..., 3952
 # Ordered so that id = 2 * (2**k - 1) + n - 1 for n / 2**k.
 TIME_SIGNATURE_TABLE = tuple((n, 2**k) for k in range(7) for n in range(1, 2 * 2**k + 1))
-DEFAULT_TEMPO_ID = int(np.floor(12 * np.log2(DEFAULT_BPM / MIN_BPM) + 0.5))
+# A MIDI file of `max_notes` notes needs a few MB; real files are far smaller (the largest of the 6,835 files in
+# ../shared/data is 280 KB). The limit keeps a huge or endless input (a 100 MB file, /dev/zero) from being read or parsed at all.
+DEFAULT_MAX_BYTES = 32 * 2**20
+# symusic keeps ticks in int32: a time or duration past 2**31 - 1 wraps around (negative, or silently small).
+MAX_TICK = 2**31 - 1
+DEFAULT_TEMPO_ID = round(12 * np.log2(DEFAULT_BPM / MIN_BPM))
 
 
 class MidiError(ValueError):
@@ -125,9 +134,18 @@ class OctupleSong:
 
 
 def _positions(ticks: np.ndarray, ticks_per_quarter: int) -> np.ndarray:
-    """`round(ticks * 16 / tpq)` with halves rounded up, in exact integer arithmetic."""
-    ticks = ticks.astype(np.int64)
-    return (ticks * (2 * POSITIONS_PER_QUARTER) + ticks_per_quarter) // (2 * ticks_per_quarter)
+    """`round(ticks * 16 / tpq)` with Python's `round` (halves to even), in exact integer arithmetic.
+
+    MusicBERT's preprocessing (and so the authors' data) computes `round(t * 16 / tpq)` in Python, which sends an
+    exact half to the even neighbour: 0.5 -> 0, 1.5 -> 2. Rounding halves up instead gives another position or
+    duration id to about 3 % of real notes. Integers, not floats: `t * 16 / tpq` is exact only while it fits a
+    double's mantissa, and the remainder test below is exact for any int64.
+    """
+    scaled = ticks.astype(np.int64) * POSITIONS_PER_QUARTER
+    quotient, remainder = np.divmod(scaled, ticks_per_quarter)
+    twice = 2 * remainder
+    round_up = (twice > ticks_per_quarter) | ((twice == ticks_per_quarter) & (quotient % 2 == 1))
+    return quotient + round_up
 
 
 def _smallest_factor(n: int) -> int:
@@ -182,7 +200,25 @@ def _tempo_ids(mspq: np.ndarray) -> np.ndarray:
     with np.errstate(divide="ignore", invalid="ignore"):
         bpm = np.where(mspq > 0, 60_000_000.0 / np.maximum(mspq, 1e-9), MAX_BPM)
     bpm = np.clip(np.nan_to_num(bpm, nan=DEFAULT_BPM, posinf=MAX_BPM), MIN_BPM, MAX_BPM)
-    return np.floor(12 * np.log2(bpm / MIN_BPM) + 0.5).astype(np.int64)
+    # np.rint rounds halves to even, as MusicBERT's `round(math.log2(bpm / 16) * 12)` does.
+    return np.rint(12 * np.log2(bpm / MIN_BPM)).astype(np.int64)
+
+
+def _read_at_most(fd: int, limit: int) -> bytes:
+    chunks, left = [], limit
+    while left > 0:
+        chunk = os.read(fd, min(left, 1 << 20))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        left -= len(chunk)
+    return b"".join(chunks)
+
+
+def _file_kind(mode: int) -> str:
+    kinds = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
+             (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+    return next((kind for test, kind in kinds if test(mode)), "not a plain file")
 
 
 _SCORE_TYPES = (symusic.core.ScoreTick, symusic.core.ScoreQuarter, symusic.core.ScoreSecond)
@@ -206,6 +242,8 @@ class OctupleTokenizer(PushToHubMixin):
             Bars a window may span; a window ends early rather than exceed it (bar ids are re-based per window).
         max_notes (`int`, *optional*, defaults to 1_000_000):
             Pieces with more notes are rejected with `MidiError`, so a huge file cannot exhaust memory.
+        max_bytes (`int`, *optional*, defaults to 33_554_432 (32 MiB)):
+            Larger files and byte strings are rejected with `MidiError` before they are read whole or parsed.
 
     Example:
 
@@ -231,14 +269,17 @@ class OctupleTokenizer(PushToHubMixin):
     _auto_class = None
 
     def __init__(self, max_length: int = 1024, stride: int = 0, max_bars: int = 256, max_notes: int = 1_000_000,
-                 name_or_path: str = ""):
+                 max_bytes: int = DEFAULT_MAX_BYTES, name_or_path: str = ""):
         self._check_window_settings(max_length, stride, max_bars)
         if max_notes < 1:
             raise ValueError(f"max_notes must be positive, got {max_notes}")
+        if max_bytes < 1:
+            raise ValueError(f"max_bytes must be positive, got {max_bytes}")
         self.max_length = int(max_length)
         self.stride = int(stride)
         self.max_bars = int(max_bars)
         self.max_notes = int(max_notes)
+        self.max_bytes = int(max_bytes)
         self.name_or_path = str(name_or_path)  # where from_pretrained loaded it, as transformers objects keep it
 
     @staticmethod
@@ -252,7 +293,7 @@ class OctupleTokenizer(PushToHubMixin):
 
     def __repr__(self) -> str:
         return (f"{type(self).__name__}(max_length={self.max_length}, stride={self.stride}, "
-                f"max_bars={self.max_bars}, max_notes={self.max_notes})")
+                f"max_bars={self.max_bars}, max_notes={self.max_notes}, max_bytes={self.max_bytes})")
 
     # ------------------------------------------------------------------ parsing
 
@@ -264,7 +305,8 @@ class OctupleTokenizer(PushToHubMixin):
             name (`str`, *optional*): a name for error messages when `midi` is not a path.
 
         Raises:
-            `MidiError`: unreadable path, empty or corrupt data, SMPTE timing, zero ticks per quarter.
+            `MidiError`: unreadable path, not a regular file (a FIFO, a device, a folder), more than `max_bytes`,
+            empty or corrupt data, SMPTE timing, zero ticks per quarter.
 
         Example:
 
@@ -284,16 +326,12 @@ class OctupleTokenizer(PushToHubMixin):
             raise MidiError(name, f"unsupported timing: {score.ticks_per_quarter} ticks per quarter note")
         return score
 
-    @staticmethod
-    def _read_bytes(midi, name: str | None) -> tuple[bytes, str | None]:
+    def _read_bytes(self, midi, name: str | None) -> tuple[bytes, str | None]:
         if isinstance(midi, (str, os.PathLike)):
             name = name or str(midi)
-            try:
-                with open(midi, "rb") as f:
-                    return f.read(), name
-            except OSError as err:
-                raise MidiError(name, f"cannot read file ({err.strerror or err})") from None
+            return self._read_file(midi, name), name
         if isinstance(midi, (bytes, bytearray, memoryview)):
+            self._check_size(len(midi), name)
             return bytes(midi), name
         if isinstance(midi, pretty_midi.PrettyMIDI):
             buffer = io.BytesIO()
@@ -301,9 +339,39 @@ class OctupleTokenizer(PushToHubMixin):
                 midi.write(buffer)
             except Exception as err:  # pretty_midi / mido validate values while writing
                 raise MidiError(name, f"cannot write this PrettyMIDI object ({type(err).__name__}: {err})") from None
+            self._check_size(buffer.tell(), name)
             return buffer.getvalue(), name
         raise MidiError(name, f"unsupported input type {type(midi).__name__} (expected a path, bytes, "
                               "pretty_midi.PrettyMIDI or symusic.Score)")
+
+    def _read_file(self, path: str | os.PathLike, name: str) -> bytes:
+        """At most `max_bytes` of a regular file; anything else is a `MidiError` before a byte is read.
+
+        Opened non-blocking, so a FIFO without a writer is refused instead of blocking forever; checked with
+        `fstat` on the open descriptor, so the file cannot be swapped between the check and the read; read with
+        a limit, because a file may grow after `fstat` and a device like /dev/zero reports no size at all.
+        """
+        flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
+        try:
+            fd = os.open(path, flags)
+        except OSError as err:
+            raise MidiError(name, f"cannot read file ({err.strerror or err})") from None
+        try:
+            info = os.fstat(fd)
+            if not stat.S_ISREG(info.st_mode):
+                raise MidiError(name, f"cannot read file (not a regular file: {_file_kind(info.st_mode)})")
+            self._check_size(info.st_size, name)
+            data = _read_at_most(fd, self.max_bytes + 1)
+        except OSError as err:
+            raise MidiError(name, f"cannot read file ({err.strerror or err})") from None
+        finally:
+            os.close(fd)
+        self._check_size(len(data), name)
+        return data
+
+    def _check_size(self, size: int, name: str | None) -> None:
+        if size > self.max_bytes:
+            raise MidiError(name, f"file too large: {size} bytes > max_bytes={self.max_bytes}")
 
     @staticmethod
     def _parse_bytes(data: bytes, name: str | None) -> symusic.Score:
@@ -332,7 +400,8 @@ class OctupleTokenizer(PushToHubMixin):
             `OctupleSong`: `ids` of shape `(n_notes, 8)`, column 0 the global bar index.
 
         Raises:
-            `MidiError`: empty, corrupt, note-less, unsupported or more than `max_notes` notes.
+            `MidiError`: empty, corrupt, note-less, unsupported, more than `max_notes` notes or `max_bytes`
+            bytes, or times beyond 32-bit ticks.
 
         Example:
 
@@ -375,8 +444,9 @@ class OctupleTokenizer(PushToHubMixin):
         def column(key: str) -> np.ndarray:
             return np.concatenate([a[key] for a in arrays]).astype(np.int64)
 
-        time = np.maximum(column("time"), 0)
-        end = time + np.maximum(column("duration"), 0)
+        time, duration = column("time"), column("duration")
+        self._check_timing(score, time, duration, name)
+        end = time + duration
         onset = _positions(time, tpq)
         bar, position, ts_id = self._bars(score, tpq, onset)
         ids = np.empty((n_notes, 8), dtype=np.int64)
@@ -392,6 +462,28 @@ class OctupleTokenizer(PushToHubMixin):
         order = self._note_order(ids)
         return OctupleSong(ids=ids[order], track_index=track_index[order], note_index=note_index[order],
                            track_names=names, track_programs=programs, track_is_drum=drums, name=name)
+
+    @staticmethod
+    def _check_timing(score: symusic.Score, time: np.ndarray, duration: np.ndarray, name: str | None) -> None:
+        """Refuse times that overflowed symusic's int32 ticks instead of quantizing garbage.
+
+        A tick past 2**31 - 1 comes back negative (a note at tick 2,415,919,191 would land on bar 0, position 0),
+        and a note whose end overflows has a negative duration or is dropped by the parser, which leaves the
+        notes after it negative. Every real time is non-negative, so a negative time, a negative duration or an
+        end past `MAX_TICK` (in int64 here) can only be such an overflow. (A time that wraps all the way past
+        2**32 comes back small and positive: nothing after the parse can tell it from a real one.)
+        """
+        tempos, meters = score.tempos.numpy()["time"], score.time_signatures.numpy()["time"]
+        problems = [
+            ("a note starts at a negative tick", time.min(initial=0) < 0),
+            ("a note has a negative duration", duration.min(initial=0) < 0),
+            (f"a note ends after tick {MAX_TICK}", (time + duration).max(initial=0) > MAX_TICK),
+            ("a tempo change at a negative tick", tempos.min(initial=0) < 0),
+            ("a time signature at a negative tick", meters.min(initial=0) < 0),
+        ]
+        for what, found in problems:
+            if found:
+                raise MidiError(name, f"corrupt or out-of-range timing: {what} (ticks beyond 32 bits)")
 
     @staticmethod
     def _note_order(ids: np.ndarray) -> np.ndarray:
@@ -781,7 +873,7 @@ class OctupleTokenizer(PushToHubMixin):
 
     def _settings(self) -> dict:
         return {"format_version": FORMAT_VERSION, "max_length": self.max_length, "stride": self.stride,
-                "max_bars": self.max_bars, "max_notes": self.max_notes}
+                "max_bars": self.max_bars, "max_notes": self.max_notes, "max_bytes": self.max_bytes}
 
     def save_pretrained(self, save_directory: str | os.PathLike, push_to_hub: bool = False,
                         **kwargs: Any) -> tuple[str, ...]:
@@ -828,9 +920,9 @@ class OctupleTokenizer(PushToHubMixin):
     def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs: Any) -> "OctupleTokenizer":
         """Load a tokenizer saved with `save_pretrained`, from a folder or a Hub repository id.
 
-        Keyword arguments naming a setting (`max_length`, `stride`, `max_bars`, `max_notes`) override the saved
-        value; Hub arguments (`revision`, `cache_dir`, `token`, `local_files_only`, ...) are passed to the
-        download.
+        Keyword arguments naming a setting (`max_length`, `stride`, `max_bars`, `max_notes`, `max_bytes`) override
+        the saved value; Hub arguments (`revision`, `cache_dir`, `token`, `local_files_only`, ...) are passed to
+        the download.
 
         Example:
 
@@ -849,7 +941,7 @@ class OctupleTokenizer(PushToHubMixin):
         version = settings.pop("format_version", FORMAT_VERSION)
         if version > FORMAT_VERSION:
             raise ValueError(f"{path} has format version {version}; this tokenizer reads up to {FORMAT_VERSION}")
-        for key in ("max_length", "stride", "max_bars", "max_notes"):
+        for key in SETTINGS:
             if key in kwargs:
                 settings[key] = kwargs[key]
         return cls(**settings, name_or_path=str(pretrained_model_name_or_path))

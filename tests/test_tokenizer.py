@@ -112,8 +112,8 @@ def test_meters_tempi_and_durations_hand_computed(tok):
 
 
 @pytest.mark.parametrize("name, positions", [
-    # 96 tpq: ticks 3 and 9 are exactly half positions and round up
-    ("tpq_96.mid", [(0, 0), (0, 1), (0, 2), (0, 16), (0, 16), (0, 32), (0, 48), (1, 0)]),
+    # 96 tpq: ticks 3 and 9 are exactly half positions and round to even, as MusicBERT's Python round: 0.5 -> 0
+    ("tpq_96.mid", [(0, 0), (0, 0), (0, 2), (0, 16), (0, 16), (0, 32), (0, 48), (1, 0)]),
     # 1001 tpq: 31 ticks = 0.4955 -> 0, 32 ticks = 0.5115 -> 1, 4098 ticks = 65.5 -> 66 = bar 1 position 2
     ("tpq_1001.mid", [(0, 0), (0, 0), (0, 1), (0, 16), (0, 32), (0, 48), (1, 0), (1, 2)]),
 ])
@@ -121,6 +121,40 @@ def test_odd_ticks_per_quarter_rounding(tok, name, positions):
     song = tok.encode_song(FIXTURES / name)
     assert [tuple(r) for r in song.ids[:, :2].tolist()] == positions
     assert set(song.ids[:, 7].tolist()) == {32}  # 100 bpm: 12 * log2(6.25) = 31.7
+
+
+@pytest.mark.parametrize("tpq", [96, 480, 25, 1001])
+def test_positions_round_like_pythons_round(tpq):
+    ticks = np.arange(0, 40 * tpq, dtype=np.int64)
+    expected = [round(t * 16 / tpq) for t in ticks.tolist()]  # MusicBERT's time_to_pos
+    assert octuple._positions(ticks, tpq).tolist() == expected
+
+
+def test_half_tick_notes_match_musicbert_positions_and_durations(tok):
+    """Hand-built notes on exact half positions (480 tpq: 15 ticks = half a position), checked against the ids
+    MusicBERT's preprocessing gives them: `round(t * 16 / tpq)` in Python, duration `pos(end) - pos(start)`."""
+    tpq = 480
+    starts = [15, 45, 75, 105, 1905, 3825, 0, 7, 30 * 64 + 15, 30 * 64 * 3 + 45]
+    durations = [15, 30, 45, 60, 15, 45, 75, 1, 30 * 17, 30 * 33 + 15]
+    score = symusic.Score(tpq)
+    score.time_signatures.append(symusic.TimeSignature(0, 4, 4))
+    track = symusic.Track("piano", 0, False)
+    pitches = list(range(40, 40 + len(starts)))
+    track.notes = symusic.Note.from_numpy(np.asarray(starts, np.int32), np.asarray(durations, np.int32),
+                                          np.asarray(pitches, np.int8), np.full(len(starts), 80, np.int8))
+    score.tracks.append(track)
+    song = tok.encode_song(score)
+
+    def pos(t):
+        return round(t * 16 / tpq)
+
+    got = {int(i): row for i, row in zip(song.note_index, song.ids.tolist())}
+    for k, (start, length) in enumerate(zip(starts, durations)):
+        bar, position = divmod(pos(start), 64)  # 4/4: 64 positions a bar
+        duration_id = int(np.searchsorted(octuple.DURATION_TABLE, pos(start + length) - pos(start), "right") - 1)
+        assert got[k][:2] == [bar, position] and got[k][4] == duration_id, (start, length)
+    # Half up would give positions 1, 2, 3, 4 to the first four notes; half to even gives 0, 2, 2, 4.
+    assert [got[k][1] for k in range(4)] == [0, 2, 2, 4]
 
 
 def test_drum_only_file_is_valid_input(tok):

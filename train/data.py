@@ -14,6 +14,7 @@ import hashlib
 import inspect
 import json
 import os
+import re
 import shutil
 import tempfile
 import zlib
@@ -75,9 +76,54 @@ class BuildReport:
         return "\n".join(lines)
 
 
+def _reason_kind(reason: str) -> str:
+    """The part of a skip reason that many files share: "corrupt MIDI file (Unexpected EOF)" -> "corrupt MIDI file"."""
+    return re.split(r" \(|: ", reason, maxsplit=1)[0]
+
+
+class NoUsableMidiError(ValueError):
+    """Every source of a build was skipped: there is nothing to train or evaluate on.
+
+    The first line of the message is the summary (`no usable MIDI: N files skipped, reasons: ...`), the skip list
+    follows; `report` is the `BuildReport` with every skipped file and its reason.
+
+    Example:
+
+    >>> from adversarial_midibert.data import BuildReport, NoUsableMidiError
+    >>> err = NoUsableMidiError(BuildReport(num_files=2, skipped=[("a.mid", "empty file (0 bytes)"),
+    ...                                                           ("b.mid", "empty file (0 bytes)")]))
+    >>> str(err).splitlines()[0]
+    'no usable MIDI: 2 files skipped, reasons: empty file x2'
+    """
+
+    max_listed = 50  # the full list is in `report`; a message of 10,000 lines helps nobody
+
+    def __init__(self, report: BuildReport):
+        self.report = report
+        super().__init__(self._message(report))
+
+    @classmethod
+    def _message(cls, report: BuildReport) -> str:
+        if not report.skipped:
+            return "no usable MIDI: no files given"
+        kinds: dict[str, int] = {}
+        for _, reason in report.skipped:
+            kinds[_reason_kind(reason)] = kinds.get(_reason_kind(reason), 0) + 1
+        reasons = ", ".join(f"{kind} x{n}" for kind, n in sorted(kinds.items(), key=lambda kv: (-kv[1], kv[0])))
+        lines = [f"no usable MIDI: {len(report.skipped)} files skipped, reasons: {reasons}"]
+        lines += [f"  skipped {song_id}: {reason}" for song_id, reason in report.skipped[: cls.max_listed]]
+        if len(report.skipped) > cls.max_listed:
+            lines.append(f"  ... and {len(report.skipped) - cls.max_listed} more")
+        return "\n".join(lines)
+
+
 def find_midi_files(root: str | os.PathLike) -> list[MidiSource]:
     """Every MIDI file under `root` (recursive; `.mid` / `.midi` in any case), sorted, with `song_id` = the path
     relative to `root`. A file given as `root` is one source.
+
+    Every entry with a MIDI name that is not a folder is a source, also a dangling symlink, a symlink loop or a
+    FIFO: the tokenizer refuses those with a reason, so the build report counts and names them instead of the
+    scan dropping them unseen.
 
     Example:
 
@@ -88,11 +134,12 @@ def find_midi_files(root: str | os.PathLike) -> list[MidiSource]:
     (18, 'emopia/Q1_4dXC1cC7crw_0.mid')
     """
     root = Path(root)
-    if root.is_file():
+    if os.path.lexists(root) and not root.is_dir():
         return [MidiSource(song_id=root.name, path=str(root))]
     if not root.is_dir():
         raise FileNotFoundError(f"no MIDI folder or file at {root}")
-    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in MIDI_SUFFIXES and p.is_file())
+    # is_dir() is False for a dangling link or a loop (it does not raise), so those stay in.
+    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in MIDI_SUFFIXES and not p.is_dir())
     return [MidiSource(song_id=p.relative_to(root).as_posix(), path=str(p)) for p in files]
 
 
@@ -251,7 +298,7 @@ def _cache_key(sources: Sequence[MidiSource], tokenizer: Any, note_labeler: Call
             h.update(f"{os.path.abspath(s.path)}\0{st.st_size if st else -1}\0{st.st_mtime_ns if st else -1}".encode())
         else:
             h.update(hashlib.sha256(s.data).digest())
-    settings = {k: getattr(tokenizer, k, None) for k in ("max_length", "stride", "max_bars", "max_notes")}
+    settings = {k: getattr(tokenizer, k, None) for k in ("max_length", "stride", "max_bars", "max_notes", "max_bytes")}
     h.update(json.dumps(settings, sort_keys=True, default=str).encode())
     # The tokenizer's code is part of the key: a fix in the tokenizer must not be hidden by an old cache.
     h.update(_file_code_hash(inspect.getmodule(type(tokenizer))).encode())
@@ -325,6 +372,10 @@ def build_window_dataset(
             sources (paths, sizes, modification times, or bytes), the tokenizer's settings and code, and the
             labeler's code. `None`: no cache.
 
+    Raises:
+        `NoUsableMidiError`: no source gave a song (every file skipped, or no sources); its message is the summary
+        line and the skip list.
+
     Returns:
         `(datasets.Dataset, BuildReport)`. Columns: `input_ids` (`[n_tokens][8]` ints, BOS and EOS included,
         unpadded), `song_index`, `song_id`, `window_start` (index of the window's first note in the song's sorted
@@ -347,6 +398,8 @@ def build_window_dataset(
     sources = list(sources)
     if len({s.song_id for s in sources}) != len(sources):
         raise ValueError("song ids must be unique within one build")
+    if not sources:
+        raise NoUsableMidiError(BuildReport())
 
     key = _cache_key(sources, tokenizer, note_labeler)
     target = None
@@ -394,6 +447,8 @@ def build_window_dataset(
         num_notes=int((lengths - 2).sum()) if len(lengths) else 0,
         skipped=[(song_ids[i], errors[i]) for i in bad],
     )
+    if report.num_songs == 0:  # before the cache: an empty dataset cannot be saved and loaded back
+        raise NoUsableMidiError(report)
     if target is not None:
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=".tmp-"))

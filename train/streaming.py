@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .data import MidiSource, build_window_dataset, song_note_counts, split_by_song
+from .data import BuildReport, MidiSource, NoUsableMidiError, build_window_dataset, song_note_counts, split_by_song
 from .freeze_book import FreezeBook
 
 INDEX_NAME = "index.json"
@@ -50,6 +50,9 @@ def write_shards(
     num_proc: int = 1,
 ) -> dict:
     """Tokenize `sources` into Parquet shards of whole songs under `output_dir`, plus `index.json`.
+
+    Raises:
+        `NoUsableMidiError`: no training song could be tokenized (a shard whose files are all bad is only left out).
 
     Returns:
         `dict`: the index (`tokenizer` settings; `train` / `validation` lists of shards, each with its `file`,
@@ -71,7 +74,7 @@ def write_shards(
     train, valid = split_by_song(sources, validation_fraction, seed)
     index: dict[str, Any] = {
         "format": _FORMAT,
-        "tokenizer": {k: getattr(tokenizer, k) for k in ("max_length", "stride", "max_bars", "max_notes")},
+        "tokenizer": {k: getattr(tokenizer, k) for k in ("max_length", "stride", "max_bars", "max_notes", "max_bytes")},
         "train": [],
         "validation": [],
         "skipped": [],
@@ -79,7 +82,11 @@ def write_shards(
     for split, positions in (("train", train), ("validation", valid)):
         for shard, begin in enumerate(range(0, len(positions), songs_per_shard)):
             chunk = positions[begin : begin + songs_per_shard]
-            windows, report = build_window_dataset([sources[i] for i in chunk], tokenizer, num_proc=num_proc)
+            try:
+                windows, report = build_window_dataset([sources[i] for i in chunk], tokenizer, num_proc=num_proc)
+            except NoUsableMidiError as err:  # one shard of bad files is no reason to stop; no shard at all is
+                index["skipped"] += [list(s) for s in err.report.skipped]
+                continue
             # song_index must stay the song's position in `sources`, unique across all shards.
             windows = windows.map(lambda batch: {"song_index": [chunk[i] for i in batch]}, input_columns="song_index",
                                   batched=True, desc=f"{split} shard {shard}")
@@ -93,6 +100,8 @@ def write_shards(
                 "songs": [[song_id, index_of[song_id], n] for song_id, n in sorted(counts.items())],
             })
             index["skipped"] += [list(s) for s in report.skipped]
+    if not index["train"]:
+        raise NoUsableMidiError(BuildReport(num_files=len(sources), skipped=[tuple(s) for s in index["skipped"]]))
     (output_dir / INDEX_NAME).write_text(json.dumps(index))
     return index
 
