@@ -9,6 +9,7 @@ weights.
 from __future__ import annotations
 
 import math
+import os
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -62,6 +63,7 @@ def write_model_card(
     eval_split: str = "test",
     eval_dataset: str | None = None,
     command: str | None = None,
+    tokenizer: Any = None,
     license: str = "mit",
     tags: Sequence[str] = (),
     notes: str | None = None,
@@ -93,6 +95,9 @@ def write_model_card(
         eval_dataset (`str`, *optional*): the dataset the metrics were measured on; defaults to the first of
             `datasets`.
         command (`str`, *optional*): the command line that produced the checkpoint.
+        tokenizer (`OctupleTokenizer` or `Mapping`, *optional*): the run's tokenizer (or its settings
+            `max_length`, `stride`, `max_bars`); the card states its window length. Defaults to the tokenizer
+            saved in `output_dir` (`octuple_tokenizer.json`), if any.
         license (`str`, *optional*, defaults to `"mit"`): the weights' licence (a Hub licence id).
         tags (`Sequence[str]`, *optional*): extra tags.
         notes (`str`, *optional*): a paragraph placed under the introduction (e.g. how the weights were made).
@@ -127,21 +132,30 @@ def write_model_card(
         task_level = task_level or ("token" if task in ("melody", "velocity") else "sequence")
         if task_level not in ("sequence", "token"):
             raise ValueError(f"task_level must be 'sequence' or 'token', got {task_level!r}")
-        pipeline_tag = "token-classification" if task_level == "token" else "text-classification"
+        # No Hub task covers symbolic music, and every classification tag names a modality (text, audio, image)
+        # this model does not read: a classifier's card sets none rather than claim one. The model-index names
+        # the task itself (e.g. "emotion-classification").
+        pipeline_tag = None
     else:
+        # The backbone's output is one hidden vector per note: "feature extraction" is what it does, whatever
+        # the input modality (the Hub lists the tag under "multimodal").
         pipeline_tag = "feature-extraction"
 
     metadata: dict[str, Any] = {"library_name": "transformers", "license": license,
                                 "tags": _unique(BASE_TAGS + [str(tag) for tag in tags]
                                                 + ([task] if kind == "finetuned" else ["pretraining"]))}
-    if datasets:
-        metadata["datasets"] = datasets
-    if base_model and _HUB_ID.match(base_model) and not Path(base_model).exists():
+    # Hub ids only: a local folder's name in `datasets` would link the card to an unrelated Hub dataset (or none);
+    # local data is described in the card's body instead.
+    hub_datasets = [name for name in datasets if _is_hub_id(name)]
+    if hub_datasets:
+        metadata["datasets"] = hub_datasets
+    if base_model and _is_hub_id(base_model):
         metadata["base_model"] = base_model
-    metadata["pipeline_tag"] = pipeline_tag
+    if pipeline_tag:
+        metadata["pipeline_tag"] = pipeline_tag
     if kind == "finetuned":
         metadata["metrics"] = _unique(_METRIC_NAMES.get(key, (key, key))[0] for key in metrics)
-        metadata["model-index"] = [_model_index(model_name, task, pipeline_tag, metrics, eval_split,
+        metadata["model-index"] = [_model_index(model_name, task, _task_type(task), metrics, eval_split,
                                                 eval_dataset or (datasets[0] if datasets else task))]
         if not metadata["metrics"]:
             del metadata["metrics"]
@@ -162,6 +176,7 @@ def write_model_card(
             "plain random masked modelling (the paper's ablation baseline)" if masking == "random" else
             "adversarial masked modelling: a masker network chooses which notes to mask, avoiding notes that "
             "cannot be inferred from their context")
+        fields.update(_window_fields(_tokenizer_settings(tokenizer, output_dir)))
     else:
         title, description = _TASKS.get(task, (task.replace("_", " "), f"a {task_level}-level task."))
         fields.update(
@@ -188,8 +203,55 @@ def write_model_card(
     body = re.sub(r"\n{3,}", "\n\n", body)
     front = yaml.safe_dump(metadata, sort_keys=False, allow_unicode=True)
     path = output_dir / "README.md"
-    path.write_text(f"---\n{front}---\n\n{body}", encoding="utf-8")
+    path.write_text(_without_local_paths(f"---\n{front}---\n\n{body}"), encoding="utf-8")
     return path
+
+
+def _is_hub_id(name: str) -> bool:
+    return bool(_HUB_ID.match(name)) and not Path(name).exists()
+
+
+def _task_type(task: str) -> str:
+    """The model-index task type: the task's own name (no Hub task id describes MIDI classification)."""
+    return re.sub(r"[^a-z0-9]+", "-", _TASKS.get(task, (task.replace("_", " "),))[0].lower()).strip("-")
+
+
+def _tokenizer_settings(tokenizer: Any, output_dir: Path) -> dict[str, int]:
+    """Window settings of the run's tokenizer: the one given, else the one saved in the checkpoint folder."""
+    if tokenizer is None:
+        saved = output_dir / "octuple_tokenizer.json"
+        if not saved.is_file():
+            return {}
+        import json
+
+        tokenizer = json.loads(saved.read_text(encoding="utf-8"))
+    get = tokenizer.get if isinstance(tokenizer, Mapping) else lambda key: getattr(tokenizer, key, None)
+    return {key: int(get(key)) for key in ("max_length", "stride", "max_bars") if get(key) is not None}
+
+
+def _window_fields(window: Mapping[str, int]) -> dict[str, str]:
+    """Template text on the windows this model was trained on, from its tokenizer (never a fixed number)."""
+    if "max_length" not in window:
+        return {"window_description": "windows (as long as the saved tokenizer's `max_length` allows)",
+                "window_limit": "A window holds at most the saved tokenizer's `max_length` - 2 notes."}
+    notes, bars = window["max_length"] - 2, window.get("max_bars")
+    span = f" and {bars} bars" if bars else ""
+    shared = f", consecutive windows sharing {window['stride']} notes" if window.get("stride") else ""
+    return {"window_description": f"windows of at most {notes} notes ({window['max_length']} tokens with BOS and "
+                                  f"EOS){span}{shared}, as in training",
+            "window_limit": f"A window holds at most {notes} notes{span} (the tokenizer this model was trained "
+                            f"with); longer pieces are read window by window."}
+
+
+def _without_local_paths(text: str) -> str:
+    """The card is published: paths under the working directory become relative, the home folder `~`."""
+    cwd, home = os.getcwd(), os.path.expanduser("~")
+    outside = r"(?<![\w./~-])"  # the start of a path, not the middle of a longer one
+    if cwd != os.sep:
+        text = re.sub(outside + re.escape(cwd + os.sep), "", text)
+    if home != os.sep:
+        text = re.sub(outside + re.escape(home) + r"(?![\w.-])", "~", text)
+    return text
 
 
 def _model_index(name, task, task_type, metrics, split, dataset) -> dict:

@@ -100,6 +100,7 @@ def build_model(model_args: ModelArguments, data_args: DataArguments):
             ("masker_updates_backbone", model_args.masker_updates_backbone),
             ("freeze_every_epochs", model_args.freeze_every_epochs),
             ("masker_random_share", model_args.masker_random_share),
+            ("masker_lr_scale", model_args.masker_lr_scale),
         )
         if value is not None
     }
@@ -137,6 +138,14 @@ def warn_about_short_windows(train_ds, config) -> None:
         print(f"warning: {share:.0%} of the training windows hold fewer than "
               f"{min_notes_for_masker_targets(config.mask_percent)} notes and give the masker no target "
               f"(eq. 3 needs 2 chosen notes); its loss comes from the other windows only", file=sys.stderr, flush=True)
+
+
+def _data_as_given(data_args: DataArguments) -> list[str]:
+    """The training data the way the command line named it (the card makes local paths relative)."""
+    if data_args.streaming_dir:
+        return [str(data_args.streaming_dir)]
+    named = [str(source) for source in (data_args.hf_dataset, data_args.manifest) if source]
+    return named or [str(root) for root in data_args.data]  # collect_sources reads --data only without them
 
 
 def split_windows(windows, train_songs: list[int], valid_songs: list[int]):
@@ -222,19 +231,23 @@ def main(argv: list[str] | None = None) -> AdversarialTrainer:
     metrics = trainer.evaluate() if eval_ds is not None else {}
 
     config = model.config
+    data_given = _data_as_given(data_args)
     trainer.model_card_facts = {
-        # Folder names, not local paths: the card is published.
-        "datasets": [Path(p).name for p in ([data_args.streaming_dir] if data_args.streaming_dir else data_args.data)],
-        "data_summary": data_summary,
+        # As typed (write_model_card makes paths relative and keeps only Hub ids in the `datasets` metadata).
+        "datasets": data_given,
+        "data_summary": {"data": ", ".join(data_given), **data_summary},
+        "base_model": model_args.model_name_or_path,
+        "tokenizer": tokenizer,
         "settings": {
             "preset": model_args.preset,
+            "initialised from": model_args.model_name_or_path or f"random weights (seed {training_args.seed})",
             "masking": trainer.masking,
             "layers x hidden": f"{config.num_hidden_layers} x {config.hidden_size}",
             "position embedding": config.position_embedding_type,
             "(p, q, a, b, k)": f"({config.mask_percent}, {config.masker_target_percent}, {config.freeze_percent}, "
                                f"{config.unfreeze_percent}, {config.freeze_every_epochs})",
             "masker updates backbone": config.masker_updates_backbone,
-            "window length": data_args.max_length,
+            "window length (tokens)": tokenizer.max_length,
             "transposition (semitones)": data_args.transpose_semitones,
             "epochs": training_args.num_train_epochs if training_args.max_steps <= 0 else f"{trainer.state.epoch:.2f}",
             "optimizer steps": trainer.state.global_step,
