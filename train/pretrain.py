@@ -3,11 +3,14 @@
 The main job (default preset `tiny`, the MIDI sample shipped in `train/sample_midi`, CPU, a few minutes; leaves a
 checkpoint in `runs/pretrain` that `AutoModel` / `AutoTokenizer` load with `trust_remote_code=True`):
 
-    accelerate launch train/pretrain.py
+    accelerate launch -q train/pretrain.py
 
 One CPU process, your own MIDI:
 
-    accelerate launch --cpu train/pretrain.py --preset tiny --data ../my_midis --output_dir runs/pretrain
+    accelerate launch -q --cpu train/pretrain.py --preset tiny --data ../my_midis --output_dir runs/pretrain
+
+(`-q`: a mistake then ends the output with the script's one-line `pretrain.py: error: ...` rather than the
+launcher's `CalledProcessError` traceback; multi-process launches print torch's failure report after it anyway.)
 
 Two CPU processes (gloo), e.g. to check data-parallel behaviour on a laptop:
 
