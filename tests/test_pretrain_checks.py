@@ -71,3 +71,14 @@ def test_launcher_output_ends_with_the_scripts_one_line_error(tmp_path):
     last = done.stderr.strip().splitlines()[-1]
     assert last.startswith("pretrain.py: error: --max_length 3 leaves 1 note per window"), done.stderr[-2000:]
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("flag, value", [("--num_proc", "0"), ("--transpose_semitones", "-1"), ("--stride", "-2"),
+                                         ("--per_device_train_batch_size", "0")])
+def test_bad_counts_are_refused_with_the_flags_name(flag, value):
+    # Before: --num_proc 0 and a negative transposition were accepted silently; a zero batch size failed only
+    # after the whole corpus was tokenized.
+    from adversarial_midibert.arguments import parse_pretraining_args
+
+    with pytest.raises(ValueError, match=f"{flag} must be at least"):
+        parse_pretraining_args([flag, value])

@@ -93,6 +93,14 @@ class DataArguments:
                   "<output_dir>/process_state-<rank>.json at the end (for multi-process checks)."},
     )
 
+    def __post_init__(self):
+        # Refused here, with the flag's name, rather than accepted silently (--num_proc 0) or failing after the
+        # whole corpus is tokenized.
+        for name, minimum in (("num_proc", 1), ("transpose_semitones", 0), ("stride", 0), ("max_songs", 1)):
+            value = getattr(self, name)
+            if value is not None and value < minimum:
+                raise ValueError(f"--{name} must be at least {minimum}, got {value}")
+
 
 def resolve_preset_path(preset: str) -> Path:
     """The YAML file of a preset name (`tiny`, `paper`) or path."""
@@ -168,4 +176,7 @@ def parse_pretraining_args(
     parser.set_defaults(**defaults)
     model_args, data_args, training_args = parser.parse_args_into_dataclasses(args=argv)
     model_args.config_overrides = dict(preset["model"])
+    for name in ("per_device_train_batch_size", "per_device_eval_batch_size"):
+        if getattr(training_args, name) < 1:  # else found only after tokenizing, by the DataLoader
+            raise ValueError(f"--{name} must be at least 1, got {getattr(training_args, name)}")
     return model_args, data_args, training_args
