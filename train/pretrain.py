@@ -102,8 +102,6 @@ def build_model(model_args: ModelArguments, data_args: DataArguments):
             ("masking", model_args.masking),
             ("masker_updates_backbone", model_args.masker_updates_backbone),
             ("freeze_every_epochs", model_args.freeze_every_epochs),
-            ("masker_random_share", model_args.masker_random_share),
-            ("masker_lr_scale", model_args.masker_lr_scale),
         )
         if value is not None
     }
