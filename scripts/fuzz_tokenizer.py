@@ -2,7 +2,8 @@
 
 Seeds are the shipped sample files and the edge-case fixtures that are valid MIDI. Each input is one to three
 seeded mutations (byte and bit flips, data-byte edits, truncation, header and chunk-length edits, inserted /
-deleted / duplicated / spliced byte runs, random events at the start of a track, pure noise). Every input goes through the full user path: `tok(data)` (parse,
+deleted / duplicated / spliced byte runs, random events at the start of a track, delta times that overflow 32-bit
+ticks, pure noise). Every input goes through the full user path: `tok(data)` (parse,
 quantize, windows, padding to tensors) and, when it tokenizes, `decode` of each window and a re-encode that must
 give the same ids back.
 
@@ -61,7 +62,7 @@ def _random_event(rng: random.Random) -> bytes:
 def mutate(data: bytes, rng: random.Random, other: bytes) -> tuple[str, bytes]:
     """One mutation of `data` (`other` is a second seed for splicing); returns (name, bytes)."""
     b = bytearray(data)
-    op = rng.randrange(13)
+    op = rng.randrange(14)
     if op == 0 and b:
         for _ in range(rng.randint(1, 20)):
             b[rng.randrange(len(b))] = rng.randrange(256)
@@ -116,6 +117,17 @@ def mutate(data: bytes, rng: random.Random, other: bytes) -> tuple[str, bytes]:
             if b[i] < 0x80:
                 b[i] = rng.randrange(0x80)
         return "data byte edits", bytes(b)
+    if op == 12:
+        chunks = [m.start() for m in re.finditer(b"MTrk", bytes(b))]
+        if chunks:
+            # Empty text events each 0x0FFFFFFF ticks apart, chunk length kept right so the track still parses:
+            # eight or more push every later event past 2**31 ticks, where symusic's int32 times wrap.
+            at = rng.choice(chunks)
+            waits = b"\xff\xff\xff\x7f\xff\x01\x00" * rng.randint(1, 12)
+            length = int.from_bytes(b[at + 4:at + 8], "big") + len(waits)
+            b[at + 8:at + 8] = waits
+            b[at + 4:at + 8] = (length & 0xFFFFFFFF).to_bytes(4, "big")
+            return "huge delta times", bytes(b)
     if rng.random() < 0.5:
         return "noise", rng.randbytes(rng.randrange(0, 512))
     return "noise after header", bytes(b[:14]) + rng.randbytes(rng.randrange(0, 512))

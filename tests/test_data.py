@@ -9,6 +9,7 @@ import pytest
 import torch
 from conftest import FIXTURES, SAMPLE_MIDI, sample_files
 
+import adversarial_midibert.data as data_module
 from adversarial_midibert.collator import OctupleDataCollator
 from adversarial_midibert.data import (
     MidiSource,
@@ -126,12 +127,34 @@ def test_cache_reads_back_and_invalidates_on_change(tok, tmp_path):
     assert not report4.from_cache and [s for s, _ in report4.skipped] == [victim.name]
 
 
-def test_parallel_build_equals_serial(tok):
-    sources = find_midi_files(SAMPLE_MIDI / "giantmidi_eval")
-    serial, _ = build_window_dataset(sources, tok, num_proc=1)
-    parallel, _ = build_window_dataset(sources, tok, num_proc=2)
+@pytest.fixture
+def parallel_allowed(monkeypatch):
+    """Two workers for any corpus on any machine: the sample is far below the automatic minimum."""
+    monkeypatch.setattr(data_module, "MIN_FILES_PER_PROCESS", 1)
+    monkeypatch.setattr(data_module, "available_cpus", lambda: 2)
+
+
+@pytest.mark.parametrize("cached", [False, True], ids=["no-cache", "cache"])
+def test_parallel_build_equals_serial(tok, parallel_allowed, tmp_path, cached):
+    sources = find_midi_files(SAMPLE_MIDI / "giantmidi_eval") + [MidiSource("bad", path=str(FIXTURES / "empty.mid"))]
+    serial, serial_report = build_window_dataset(sources, tok, num_proc=1)
+    parallel, report = build_window_dataset(sources, tok, num_proc=2, cache_dir=tmp_path if cached else None)
     assert serial["input_ids"] == parallel["input_ids"]
     assert serial["song_index"] == parallel["song_index"]
+    assert report.skipped == serial_report.skipped == [("bad", "empty file (0 bytes)")]
+    # The workers wrote Arrow files and handed back their names: an in-memory result is pickled through a queue,
+    # which made 2 processes slower than 1.
+    assert parallel.cache_files and all(os.path.isfile(f["filename"]) for f in parallel.cache_files)
+
+
+def test_small_corpora_and_few_cpus_use_fewer_processes(monkeypatch):
+    monkeypatch.setattr(data_module, "available_cpus", lambda: 2)
+    per = data_module.MIN_FILES_PER_PROCESS
+    assert data_module.tokenizing_processes(4, per - 1) == 1      # too small to pay for a worker
+    assert data_module.tokenizing_processes(4, 2 * per) == 2      # no more workers than CPUs
+    assert data_module.tokenizing_processes(4, 100 * per) == 2
+    assert data_module.tokenizing_processes(1, 100 * per) == 1    # never more than asked
+    assert data_module.tokenizing_processes(None, 100 * per) == 1
 
 
 def test_split_is_by_song_seeded_and_keeps_groups_together():
