@@ -4,6 +4,7 @@
     adversarial-midibert melody   runs/mel song.mid -o song.melody.mid       # melody / bridge / accompaniment tracks
     adversarial-midibert velocity runs/vel score.mid -o score.humanized.mid  # predicted velocities
     adversarial-midibert convert pretrain_model.pth runs/authors              # the authors' published weights
+    adversarial-midibert embed runs/pretrain *.mid -o embeddings.parquet     # one vector per piece, any checkpoint
 
 Adding a subcommand: write `def add_<name>(subparsers)` that creates its parser and sets `func` (a callable
 taking the parsed `argparse.Namespace` and returning an exit code), then list it in `SUBCOMMANDS`.
@@ -111,7 +112,51 @@ def add_velocity(subparsers) -> None:
     _add_midi_writer(subparsers, "velocity", "write a MIDI file with predicted velocities", _run_velocity)
 
 
-SUBCOMMANDS = [add_classify, add_melody, add_velocity, add_convert]
+def _run_embed(args) -> int:
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from tqdm.auto import tqdm
+
+    from tokenization_octuple import MidiError
+
+    predictor = _predictor(args)
+    files, windows, vectors, skipped = [], [], [], []
+    for midi in tqdm(args.midi, desc="embedding", unit="file"):
+        try:
+            result = predictor.embed_piece(midi)
+        except MidiError as err:
+            skipped.append(str(err))
+            continue
+        files.append(midi)
+        windows.append(result["num_windows"])
+        vectors.append(result["embedding"])
+    for reason in skipped:
+        print(f"adversarial-midibert embed: skipped {reason}", file=sys.stderr)
+    if not vectors:
+        print("adversarial-midibert embed: no file could be read; nothing written", file=sys.stderr)
+        return 1
+    flat = pa.array(np.concatenate(vectors), type=pa.float32())
+    table = pa.table({"file": pa.array(files, pa.string()), "windows": pa.array(windows, pa.int32()),
+                      "vector": pa.FixedSizeListArray.from_arrays(flat, len(vectors[0]))})
+    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(table, args.output)
+    print(f"wrote {args.output}: {len(files)} pieces x {len(vectors[0])} dimensions"
+          + (f" ({len(skipped)} unreadable files skipped)" if skipped else ""))
+    return 0
+
+
+def add_embed(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "embed", help="one vector per MIDI file from any checkpoint (pre-trained, fine-tuned or preset:<name>), "
+                      "written as a parquet table: file, windows, vector")
+    _add_model_arguments(parser)
+    parser.add_argument("midi", nargs="+", help="MIDI files")
+    parser.add_argument("-o", "--output", default="embeddings.parquet", help="parquet file (default: %(default)s)")
+    parser.set_defaults(func=_run_embed)
+
+
+SUBCOMMANDS = [add_classify, add_melody, add_velocity, add_embed, add_convert]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,9 +1,11 @@
-"""Inference with fine-tuned Adversarial-MidiBERT models, from a local folder or a Hub id.
+"""Inference with Adversarial-MidiBERT models, from a local folder or a Hub id.
 
 - `classify`: one label for a whole piece, with probabilities from the mean of its windows' logits (a long piece
   is covered whole, window by window).
 - `extract_melody`: a MIDI file whose tracks are the predicted note roles (melody / bridge / accompaniment).
 - `predict_velocities`: a MIDI file whose velocities are predicted from the score (input velocities hidden).
+- `embed`: one vector per piece or per note from the backbone of any checkpoint, pre-trained or fine-tuned, or of
+  `preset:<name>` (random weights, the control of a representation benchmark).
 
 Outputs are written into the same `symusic.Score` the tokenizer read (`tokenizer.load_score`), through each
 token's `track_index` / `note_index`, so every note keeps its exact ticks, pitch and duration; only the predicted
@@ -25,7 +27,16 @@ import symusic
 import torch
 
 from adversarial_midibert.tasks import VelocityBinLabeler, labeler_from_dict
-from pipeline_adversarial_midibert import note_mean_logits, piece_result, read_piece, window_logits
+from pipeline_adversarial_midibert import (
+    embedding,
+    note_mean_logits,
+    piece_result,
+    read_piece,
+    window_logits,
+    window_states,
+)
+
+PRESET_PREFIX = "preset:"
 
 
 @dataclass
@@ -72,6 +83,7 @@ class MidiPredictor:
         self.model = model.to(self.device).eval()
         self.tokenizer = tokenizer
         self.is_token_task = "TokenClassification" in type(model).__name__
+        self.is_classifier = "Classification" in type(model).__name__
         capacity = tokenizer.max_length - 2
         self.stride = stride if stride is not None else (capacity // 4 if self.is_token_task else tokenizer.stride)
         self.batch_size = batch_size
@@ -96,6 +108,8 @@ class MidiPredictor:
         ```
         """
         load = _load_with_checkpoint_code if trust_remote_code else _load_with_package_classes
+        if str(name_or_path).startswith(PRESET_PREFIX):
+            load = _load_preset
         model, tokenizer = load(name_or_path, **hub_kwargs)
         return cls(model, tokenizer, stride=stride, batch_size=batch_size, device=device)
 
@@ -106,7 +120,54 @@ class MidiPredictor:
 
     def _logits(self, song, spans):
         """Logits of every window: `(n_windows, num_labels)` or a list of `(n_notes_w, num_labels)`."""
+        if not self.is_classifier:
+            raise ValueError(f"{type(self.model).__name__} is not a fine-tuned classifier: fine-tune it first with "
+                             "train/finetune.py (embed works on any checkpoint)")
         return window_logits(self.model, self.tokenizer, song, spans, self.is_token_task, self.batch_size, self.device)
+
+    # ------------------------------------------------------------------ embeddings
+
+    def embed_piece(self, midi, level: str = "piece") -> dict:
+        """A piece's vector(s) with its window and note counts, as the `midi-feature-extraction` pipeline returns.
+
+        Returns:
+            `dict` with `embedding` (`np.ndarray`, see `embed`), `num_windows` and `num_notes` (`int`).
+        """
+        _, song, spans = self._windows(midi)
+        states = window_states(self.model, self.tokenizer, song, spans, self.batch_size, self.device)
+        return {"embedding": embedding(song, spans, states, level), "num_windows": len(spans),
+                "num_notes": len(song.track_index)}
+
+    def embed(self, inputs, level: str = "piece"):
+        """Vectors from the checkpoint's backbone (a classifier's pooling and classifier are not used).
+
+        Piece level: the mean of the last hidden state over each window's notes (BOS/EOS excluded), averaged over
+        the piece's windows weighted by their notes. Note level: each note's last hidden state, the mean over the
+        overlapping windows that hold it, in the order of the parsed score (track by track, each track's notes in
+        order: row `k` is `symusic.Score(path).tracks[t].notes[i]` counted that way).
+
+        Args:
+            inputs: a piece (`str`, `os.PathLike`, `bytes`, `pretty_midi.PrettyMIDI` or `symusic.Score`) or a list.
+            level (`str`, *optional*, defaults to `"piece"`): `"piece"` or `"note"`.
+
+        Returns:
+            float32 `np.ndarray`: for one piece `(hidden_size,)` (piece) or `(n_notes, hidden_size)` (note); for a
+            list, `(n_pieces, hidden_size)` (piece) or a list of `(n_notes, hidden_size)` arrays (note).
+
+        Example:
+
+        ```python
+        >>> predictor = MidiPredictor.from_pretrained("runs/pretrain")                  # doctest: +SKIP
+        >>> predictor.embed(["a.mid", "b.mid"]).shape                                     # doctest: +SKIP
+        (2, 128)
+        >>> predictor.embed("a.mid", level="note").shape                                 # doctest: +SKIP
+        (1744, 128)
+        ```
+        """
+        if not isinstance(inputs, (list, tuple)):
+            return self.embed_piece(inputs, level)["embedding"]
+        vectors = [self.embed_piece(midi, level)["embedding"] for midi in inputs]
+        return np.stack(vectors) if level == "piece" else vectors
 
     # ------------------------------------------------------------------ sequence tasks
 
@@ -234,14 +295,14 @@ class MidiPredictor:
 
 
 def _classifier_kind(name_or_path, config) -> str:
-    """`"token"` or `"sequence"`, from the architectures the checkpoint was saved with."""
+    """`"token"` or `"sequence"`, from the architectures the checkpoint was saved with; `"backbone"` for any
+    other head (a pre-training checkpoint): only its backbone is loaded, for embeddings."""
     architectures = " ".join(config.architectures or [])
     if "TokenClassification" in architectures:
         return "token"
     if "SequenceClassification" in architectures:
         return "sequence"
-    raise ValueError(f"{name_or_path} is not a fine-tuned classifier (architectures: {architectures or 'none'}); "
-                     "fine-tune it first with train/finetune.py")
+    return "backbone"
 
 
 def _load_with_package_classes(name_or_path, **hub_kwargs):
@@ -250,6 +311,7 @@ def _load_with_package_classes(name_or_path, **hub_kwargs):
     from modeling_adversarial_midibert import (
         AdversarialMidiBertForSequenceClassification,
         AdversarialMidiBertForTokenClassification,
+        AdversarialMidiBertModel,
     )
 
     from adversarial_midibert.compatibility import load_tokenizer_or_default
@@ -260,25 +322,45 @@ def _load_with_package_classes(name_or_path, **hub_kwargs):
                          f"{config_dict.get('model_type')!r}); pass --trust_remote_code to run its own code")
     config = AdversarialMidiBertConfig.from_pretrained(name_or_path, **hub_kwargs)
     model_class = {"token": AdversarialMidiBertForTokenClassification,
-                   "sequence": AdversarialMidiBertForSequenceClassification}[_classifier_kind(name_or_path, config)]
+                   "sequence": AdversarialMidiBertForSequenceClassification,
+                   "backbone": AdversarialMidiBertModel}[_classifier_kind(name_or_path, config)]
     model = model_class.from_pretrained(name_or_path, config=config, **hub_kwargs)
     return model, load_tokenizer_or_default(name_or_path, config, **hub_kwargs)
 
 
 def _load_with_checkpoint_code(name_or_path, **hub_kwargs):
     """Model and tokenizer through the Auto classes, running the code the checkpoint ships (`trust_remote_code`)."""
-    from transformers import AutoConfig, AutoModelForSequenceClassification, AutoModelForTokenClassification
+    from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification, AutoModelForTokenClassification
     from transformers import AutoTokenizer
 
     from adversarial_midibert.compatibility import has_tokenizer_files, load_tokenizer_or_default
 
     config = AutoConfig.from_pretrained(name_or_path, trust_remote_code=True, **hub_kwargs)
     auto_class = {"token": AutoModelForTokenClassification,
-                  "sequence": AutoModelForSequenceClassification}[_classifier_kind(name_or_path, config)]
+                  "sequence": AutoModelForSequenceClassification,
+                  "backbone": AutoModel}[_classifier_kind(name_or_path, config)]
     model = auto_class.from_pretrained(name_or_path, trust_remote_code=True, **hub_kwargs)
     if has_tokenizer_files(name_or_path, **hub_kwargs):
         return model, AutoTokenizer.from_pretrained(name_or_path, trust_remote_code=True, **hub_kwargs)
     return model, load_tokenizer_or_default(name_or_path, config, **hub_kwargs)
+
+
+def _load_preset(name: str, seed: int = 0, **_):
+    """`preset:<name>`: the preset's backbone with random weights (torch seed `seed`, the global RNG untouched) and
+    a tokenizer with the preset's window length."""
+    from configuration_adversarial_midibert import AdversarialMidiBertConfig
+    from modeling_adversarial_midibert import AdversarialMidiBertModel
+    from tokenization_octuple import OctupleTokenizer
+
+    from adversarial_midibert.arguments import load_preset
+
+    preset = load_preset(name[len(PRESET_PREFIX):])
+    overrides = dict(preset["model"])
+    config = AdversarialMidiBertConfig.from_preset(overrides.pop("config_preset", name[len(PRESET_PREFIX):]), **overrides)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = AdversarialMidiBertModel(config)
+    return model, OctupleTokenizer(max_length=preset["data"].get("max_length", 1024))
 
 
 def _gather_notes(score: symusic.Score, track_index: np.ndarray, note_index: np.ndarray):
@@ -323,4 +405,4 @@ def predict_velocities(model, midi, output=None) -> symusic.Score:
     return _predictor(model).predict_velocities(midi, output)
 
 
-__all__ = ["MidiPredictor", "NotePredictions", "classify", "extract_melody", "predict_velocities"]
+__all__ = ["MidiPredictor", "NotePredictions", "classify", "extract_melody", "predict_velocities", "PRESET_PREFIX"]
