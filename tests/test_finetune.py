@@ -225,3 +225,187 @@ def test_finetune_starts_from_a_pretraining_checkpoint(tmp_path):
     backbone = {k: v for k, v in pretrained.state_dict().items() if k.startswith("midibert.")}
     loaded = model.state_dict()
     assert backbone and all(torch.allclose(loaded[k], v, atol=1e-6) for k, v in backbone.items())
+
+
+# --------------------------------------------------------------------------------------------------------------
+# The default recipe, the baselines in every report, and the mistakes a user makes on the way (issue 13).
+# --------------------------------------------------------------------------------------------------------------
+
+def grouped_class_folders(root):
+    """The shipped sample as a user's folder per class: <quadrant>/<song>/<clip>.mid for EMOPIA (clips of one song
+    in one sub-folder: one group) plus the four GiantMIDI pieces as a fifth class."""
+    for path in sample_files("emopia"):
+        song = path.stem.rsplit("_", 1)[0]
+        (root / path.name[:2] / song).mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, root / path.name[:2] / song / path.name)
+    return root
+
+
+@pytest.fixture(scope="module")
+def default_run(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("default")
+    data = grouped_class_folders(tmp / "set")
+    # The default command; only the window length and the epoch count are cut so the test stays fast.
+    argv = ["--model", "preset:tiny", "--data", str(data), "--output_dir", str(tmp / "out"), "--max_length", "64",
+            "--num_train_epochs", "3", "--eval_fraction", "0.5", "--use_cpu", "true"]
+    return argv, main(argv), tmp / "out"
+
+
+def test_default_run_reports_both_baselines_with_the_model_keys_on_the_same_dev_songs(default_run):
+    argv, results, out = default_run
+    saved = json.loads((out / "finetune_results.json").read_text())
+    for name in ("majority", "note_statistics"):
+        assert set(saved["baselines"][name]) == set(saved["metrics"]) - {"loss", "runtime", "samples_per_second",
+                                                                          "steps_per_second", "epoch"}
+        assert saved["baselines"][name]["count"] == saved["metrics"]["count"]
+        assert saved["baselines"][name]["song_count"] == saved["metrics"]["song_count"]
+    _, song_ids, _ = eval_windows(argv)
+    assert saved["baselines"]["dev_songs"] == list(dict.fromkeys(song_ids))
+    assert sorted(saved["baselines"]["dev_songs"]) == sorted(s["song_id"] for s in saved["split"]["eval"])
+    # Clips of one song (one sub-folder) never straddle the split, and the split is recorded file by file.
+    train_groups = {s["group"] for s in saved["split"]["train"]}
+    assert train_groups.isdisjoint(s["group"] for s in saved["split"]["eval"])
+    assert len(saved["split"]["train"]) + len(saved["split"]["eval"]) == 8
+
+
+def test_default_recipe_fits_the_model_and_keeps_the_best_epoch(default_run):
+    _, results, out = default_run
+    recipe = results["recipe"]
+    assert recipe["learning_rate"] == pytest.approx(1e-3) and not recipe["pretrained"]  # tiny, from scratch
+    assert recipe["warmup"] == 0.1 and recipe["best_model_metric"] == "macro_f1"
+    assert recipe["class_weighting"] == "balanced" and len(recipe["class_weights"]) == 4
+    state = json.loads((out / "trainer_state.json").read_text())
+    evals = [e["eval_macro_f1"] for e in state["log_history"] if "eval_macro_f1" in e]
+    assert len(evals) >= 4  # every epoch, then the final evaluation of the best epoch
+    assert results["metrics"]["macro_f1"] == pytest.approx(max(evals[:-1]))
+
+
+def test_epoch_cap_and_learning_rate_follow_the_data_and_the_model(tmp_path):
+    from adversarial_midibert.finetune import MAX_EPOCHS, MIN_EPOCHS, TARGET_STEPS, fit_recipe
+    from conftest import tiny_config
+    from modeling_adversarial_midibert import AdversarialMidiBertForSequenceClassification
+
+    def recipe(argv, windows, pretrained, hidden=128):
+        _, training_args = parse_args(["--output_dir", str(tmp_path), *argv])
+        model = AdversarialMidiBertForSequenceClassification(tiny_config(hidden_size=hidden, num_labels=2))
+        return fit_recipe(training_args, argv, model, pretrained, windows, True, 4), training_args
+
+    small, _ = recipe([], 16 * 5, pretrained=False)
+    large, _ = recipe([], 16 * TARGET_STEPS * 10, pretrained=False)
+    assert small["num_train_epochs"] == min(TARGET_STEPS // 5, MAX_EPOCHS) and large["num_train_epochs"] == MIN_EPOCHS
+    assert recipe([], 800, pretrained=True)[0]["learning_rate"] == pytest.approx(5e-4)
+    assert recipe([], 800, pretrained=True, hidden=256)[0]["learning_rate"] == pytest.approx(2.5e-4)
+    given, training_args = recipe(["--learning_rate", "3e-5", "--num_train_epochs", "2"], 800, pretrained=False)
+    assert given["learning_rate"] == 3e-5 and training_args.num_train_epochs == 2
+    assert training_args.load_best_model_at_end and not training_args.dataloader_pin_memory
+
+
+def test_a_model_at_the_majority_class_gets_a_plain_warning(tmp_path, capsys):
+    data = emopia_class_folders(tmp_path / "set")  # one dev clip per quadrant
+    results = main(FAST + ["--data", str(data), "--output_dir", str(tmp_path / "out"), "--eval_fraction", "0.5",
+                           "--max_steps", "1", "--learning_rate", "1e-12"])
+    model, majority = results["metrics"]["song_macro_f1"], results["baselines"]["majority"]["song_macro_f1"]
+    assert model < majority + 0.1  # an untrained network: no better than the majority class
+    warning = [w for w in results["warnings"] if "majority class" in w]
+    assert len(warning) == 1 and "--num_train_epochs" in warning[0] and "--learning_rate" in warning[0]
+    printed = capsys.readouterr().out
+    assert f"WARNING: {warning[0]}" in printed and "note statistics (logistic regression)" in printed
+    assert printed.rstrip().splitlines()[-1] == f"model saved to {tmp_path / 'out'} (with finetune_results.json and README.md)"
+    card = (tmp_path / "out" / "README.md").read_text()
+    assert "| majority class |" in card and "| note statistics (logistic regression) |" in card
+    assert f"**Warning:** {warning[0]}" in card
+    # A tiny dev set is called out too.
+    assert any(w.startswith("The dev set holds only 4 song(s)") for w in results["warnings"])
+
+
+def test_baseline_warning_thresholds():
+    from adversarial_midibert.finetune import baseline_warning
+
+    base = {"majority": {"song_macro_f1": 0.10}, "note_statistics": {"song_macro_f1": 0.50}}
+    assert "majority class" in baseline_warning({"song_macro_f1": 0.15}, base, "sequence")
+    assert "note statistics" in baseline_warning({"song_macro_f1": 0.40}, base, "sequence")
+    assert baseline_warning({"song_macro_f1": 0.55}, base, "sequence") is None
+
+
+def test_user_errors_are_one_clear_line(tmp_path, monkeypatch):
+    from adversarial_midibert.finetune import check_model_name, cli
+
+    (tmp_path / "runs" / "pretrain").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(FileNotFoundError, match="no such folder.*did you mean runs/pretrain"):
+        check_model_name("runs/pretrian")  # a typo of a local folder is never looked up on the Hub
+    with pytest.raises(FileNotFoundError, match="no such folder"):
+        check_model_name("./ckpt")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(FileNotFoundError, match="HF_HUB_OFFLINE"):
+        check_model_name("someone/some-model")
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    check_model_name("someone/some-model")  # a Hub id stays a Hub id
+    with pytest.raises(ValueError, match="unknown preset"):
+        check_model_name("preset:huge")
+    one_class = tmp_path / "one"
+    (one_class / "bach").mkdir(parents=True)
+    shutil.copy(sample_files("emopia")[0], one_class / "bach" / "a.mid")
+    assert cli(["--data", str(one_class)]) == 2
+    assert cli(["--data", str(tmp_path / "nowhere")]) == 2
+    assert cli(["--recipe", "emotion", "--eval_manifest", "dev.csv"]) == 2
+    assert cli(["--no_such_flag", "1"]) == 2
+
+
+def test_command_line_error_is_one_line_without_traceback(tmp_path):
+    run = subprocess.run([sys.executable, "train/finetune.py", "--model", str(tmp_path / "typo"), "--data",
+                          str(tmp_path)], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 2
+    assert run.stderr.strip().splitlines()[-1] == f"finetune.py: error: --model {tmp_path / 'typo'}: no such folder"
+    assert "Traceback" not in run.stderr
+
+
+def test_recipe_with_eval_data_and_labels_only_in_dev_are_errors(tmp_path):
+    args, _ = parse_args(["--recipe", "emotion", "--eval_manifest", "x.csv"])
+    with pytest.raises(ValueError, match="--eval_manifest would be ignored"):
+        resolve_task(args)
+    train, dev = grouped_class_folders(tmp_path / "train"), tmp_path / "dev"
+    (dev / "Q5").mkdir(parents=True)
+    shutil.copy(sample_files("emopia")[0], dev / "Q5" / "x.mid")
+    shutil.copytree(train / "Q1", dev / "Q1")
+    args, _ = parse_args(["--data", str(train), "--eval_data", str(dev)])
+    with pytest.raises(ValueError, match=r"\['Q5'\] occur only in the dev data"):
+        resolve_task(args)
+
+
+def test_classify_goes_on_past_a_bad_file_and_counts_windows_properly(emotion_run, capsys):
+    from adversarial_midibert.cli import main as cli_main
+
+    _, _, out = emotion_run
+    short = sample_files("emopia")[0]
+    code = cli_main(["classify", str(out), str(FIXTURES / "garbage.mid"), str(short)])
+    captured = capsys.readouterr()
+    assert code == 1 and "skipped" in captured.err and "garbage.mid" in captured.err
+    line = [l for l in captured.out.splitlines() if l.startswith(str(short))]
+    assert len(line) == 1  # the file after the bad one is still classified
+    n = int(line[0].split(", ")[1].split(" window")[0])
+    assert (" 1 window)" in line[0]) == (n == 1) and ("windows)" in line[0]) == (n != 1)
+
+
+def test_class_weighted_loss_matches_the_head_and_skips_mask_finetuned_notes(tmp_path):
+    from conftest import tiny_config, window_batch
+    from modeling_adversarial_midibert import AdversarialMidiBertForTokenClassification
+
+    config = tiny_config(num_labels=3, finetune_mask_percent=40, hidden_dropout_prob=0.0,
+                         attention_probs_dropout_prob=0.0, classifier_dropout=0.0)
+    model = AdversarialMidiBertForTokenClassification(config).train()
+    ids, mask = window_batch(config, [20, 13])
+    labels = torch.randint(0, 3, mask.shape).masked_fill(mask == 0, -100)
+    args = TrainingArguments(str(tmp_path), use_cpu=True, report_to="none")
+    ones = FinetuneTrainer(model=model, args=args, class_weights=torch.ones(3))
+    torch.manual_seed(3)
+    weighted = ones.compute_loss(model, {"input_ids": ids, "attention_mask": mask, "labels": labels})
+    torch.manual_seed(3)  # the same draw of the mask-fine-tuning seed as inside compute_loss
+    generator = torch.Generator().manual_seed(int(torch.randint(0, 2**62, (1,))))
+    head = model(input_ids=ids, attention_mask=mask, labels=labels, generator=generator).loss
+    assert weighted.item() == pytest.approx(head.item(), rel=1e-5)
+    # Weighting one class up moves the loss.
+    heavy = FinetuneTrainer(model=model, args=args, class_weights=torch.tensor([10.0, 1.0, 1.0]))
+    torch.manual_seed(3)
+    assert heavy.compute_loss(model, {"input_ids": ids, "attention_mask": mask, "labels": labels}).item() != \
+        pytest.approx(head.item(), rel=1e-3)

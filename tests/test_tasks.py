@@ -181,3 +181,61 @@ def test_recipes_on_shared_corpora(shared_data):
     for name in ("composer_music21", "composer_pianist8"):
         task = load_recipe(name, shared_data)
         assert {s.song_id for s in task.train}.isdisjoint({s.song_id for s in task.eval})
+
+
+def test_class_folder_groups_from_sub_folders_and_from_a_name_regex(tmp_path):
+    clips = sample_files("emopia")
+    for path in clips:  # <quadrant>/<song>/<clip>.mid: one group per song sub-folder
+        folder = tmp_path / "nested" / path.name[:2] / path.stem.rsplit("_", 1)[0]
+        folder.mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, folder / path.name)
+        (tmp_path / "flat" / path.name[:2]).mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, tmp_path / "flat" / path.name[:2] / path.name)
+    nested = {s.song_id: s.group for s in sources_from_class_folders(tmp_path / "nested")}
+    assert nested["Q1/Q1_4dXC1cC7crw/Q1_4dXC1cC7crw_0.mid"] == nested["Q1/Q1_4dXC1cC7crw/Q1_4dXC1cC7crw_1.mid"] \
+        == "Q1/Q1_4dXC1cC7crw"
+    flat = {s.song_id: s.group for s in sources_from_class_folders(tmp_path / "flat")}
+    assert set(flat.values()) == {None}  # each file its own group
+    regex = {s.song_id: s.group for s in sources_from_class_folders(tmp_path / "flat", group_regex=r"^(.+)_\d+$")}
+    assert regex["Q1/Q1_4dXC1cC7crw_0.mid"] == regex["Q1/Q1_4dXC1cC7crw_1.mid"] == "Q1/Q1_4dXC1cC7crw"
+    assert len(set(regex.values())) == 6
+    task = make_task("sequence", sources_from_class_folders(tmp_path / "flat", group_regex=r"^(.+)_\d+$"),
+                     eval_fraction=0.5, seed=0)
+    assert {s.group for s in task.train}.isdisjoint({s.group for s in task.eval})
+
+
+def test_labels_a_classifier_cannot_learn_are_errors():
+    train = [MidiSource(f"a{i}", path=f"a{i}.mid", label="a") for i in range(3)]
+    with pytest.raises(ValueError, match="at least two labels in the training data, found only 'a'"):
+        make_task("sequence", train, eval_sources=[MidiSource("b0", path="b0.mid", label="a")])
+    train.append(MidiSource("b1", path="b1.mid", label="b"))
+    with pytest.raises(ValueError, match=r"\['c'\] occur only in the dev data \(e\.g\. c0\)"):
+        make_task("sequence", train, eval_sources=[MidiSource("c0", path="c0.mid", label="c")])
+
+
+def test_track_role_tasks_hide_meter_and_tempo(tmp_path):
+    import symusic
+    import torch
+    from conftest import tiny_config
+
+    from modeling_adversarial_midibert import AdversarialMidiBertForTokenClassification
+
+    melody = make_task("melody", [MidiSource(p.name, path=str(p)) for p in sample_files("pop909")])
+    assert melody.hidden_attributes == ["time_signature", "tempo"]
+    assert make_task("velocity", melody.train).hidden_attributes == ["velocity"]
+    # POP909's spurious 1/4 event: the same song without it differs in the time-signature ids, which the model
+    # never sees (it still shifts bar/position ids: the tokenizer reads bars from the meter).
+    score = symusic.Score(str(sample_files("pop909")[0]))
+    score.time_signatures = symusic.Score(str(sample_files("emopia")[0])).time_signatures.copy()[:0]
+    score.dump_midi(str(tmp_path / "no_meter.mid"))
+    tokenizer = OctupleTokenizer(max_length=64)
+    with_event = tokenizer.encode_song(sample_files("pop909")[0]).ids[:62]
+    without = tokenizer.encode_song(tmp_path / "no_meter.mid").ids[:62]
+    assert (with_event[:, 6] != without[:, 6]).any()
+    config = tiny_config(num_labels=3, hidden_attributes=melody.hidden_attributes)
+    model = AdversarialMidiBertForTokenClassification(config).eval()
+    ids = torch.as_tensor(tokenizer.window_ids(tokenizer.encode_song(sample_files("pop909")[0]), 0, 62))[None]
+    changed = ids.clone()
+    changed[0, 1:-1, 6], changed[0, 1:-1, 7] = int(without[0, 6]), 3  # another meter and tempo on every note
+    with torch.no_grad():
+        assert torch.equal(model(input_ids=ids).logits, model(input_ids=changed).logits)

@@ -53,18 +53,29 @@ def _predictor(args):
 
 
 def _run_classify(args) -> int:
+    from tokenization_octuple import MidiError
+
     predictor = _predictor(args)
-    results = []
+    results, failed = [], 0
     for midi in args.midi:
-        result = {"file": midi, **predictor.classify(midi)}
+        try:  # one unreadable file of a batch is reported, and the others are still classified
+            result = {"file": midi, **predictor.classify(midi)}
+        except (MidiError, OSError) as err:
+            failed += 1
+            results.append({"file": midi, "error": str(err)})
+            print(f"adversarial-midibert classify: skipped {midi}: {err}", file=sys.stderr)
+            continue
         results.append(result)
         if not args.json:
             ranked = sorted(result["probabilities"].items(), key=lambda item: -item[1])
-            print(f"{midi}: {result['label']} ({result['score']:.1%}, {result['num_windows']} windows)  "
+            n = result["num_windows"]
+            print(f"{midi}: {result['label']} ({result['score']:.1%}, {n} window{'' if n == 1 else 's'})  "
                   + "  ".join(f"{label} {p:.1%}" for label, p in ranked))
     if args.json:
         print(json.dumps(results, indent=2))
-    return 0
+    if failed:
+        print(f"adversarial-midibert classify: {failed} of {len(args.midi)} files could not be read", file=sys.stderr)
+    return 1 if failed else 0
 
 
 def _default_output(midi: str, suffix: str) -> str:

@@ -21,21 +21,30 @@ skipped files with reasons), `confusion_matrix.png` and a model card (`README.md
 """
 from __future__ import annotations
 
+import difflib
 import json
+import math
+import os
+import re
 import sys
-from dataclasses import asdict, dataclass, field
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from transformers import HfArgumentParser, TrainingArguments
+import numpy as np
+import torch
+from transformers import EarlyStoppingCallback, HfArgumentParser, TrainingArguments
 
 from adversarial_midibert.arguments import load_preset
+from adversarial_midibert.baselines import fit_baselines
 from adversarial_midibert.collator import OctupleDataCollator
 from adversarial_midibert.data import build_window_dataset, find_midi_files, sources_from_dataset, sources_from_manifest
-from adversarial_midibert.finetune_trainer import FinetuneTrainer
+from adversarial_midibert.finetune_trainer import FinetuneTrainer, class_weights_from_counts
 from adversarial_midibert.metrics import ClassificationMetrics, argmax_logits, confusion_matrix, save_confusion_matrix
 from adversarial_midibert.tasks import (
     SEQUENCE,
     TaskData,
+    check_labels,
     load_recipe,
     make_task,
     sources_from_class_folders,
@@ -50,25 +59,35 @@ from pipeline_adversarial_midibert import register_pipelines
 from tokenization_octuple import OctupleTokenizer
 
 PRESET_PREFIX = "preset:"
-# Fine-tuning defaults (any flag overrides them). The paper fine-tunes at 1e-5 for up to 500 epochs with early
-# stopping; these suit the short runs a CPU allows.
+# Fine-tuning defaults (any flag overrides them). The learning rate, the warm-up, the number of epochs and the
+# best-checkpoint selection are not fixed numbers: `fit_recipe` chooses them from the model and the data.
 TRAINING_DEFAULTS = {
     "output_dir": "runs/finetune",
-    "num_train_epochs": 10,
     "per_device_train_batch_size": 16,
     "per_device_eval_batch_size": 32,
-    "learning_rate": 5e-5,
     "weight_decay": 0.01,
-    "warmup_steps": 0.05,  # a float below 1 is a share of the total steps
     "eval_strategy": "epoch",
     "save_strategy": "epoch",
     "save_total_limit": 1,
-    "logging_steps": 10,
+    "logging_steps": 50,
     "report_to": "none",
     "seed": 42,
     # The collator needs `note_labels`, which the model's forward does not name; columns are chosen here.
     "remove_unused_columns": False,
 }
+# The recipe rule (`fit_recipe`), documented in the README:
+# - learning rate: 1e-3 for a freshly initialised network, 5e-4 for a pre-trained one (features worth keeping,
+#   so smaller steps), times 128 / hidden_size (a wider network takes proportionally smaller steps: the tiny
+#   preset gets the base rate, the 768-wide paper preset 1/6 of it, 8.3e-5 pre-trained, near BERT's usual range);
+# - warm-up: the first 10 % of the steps (linear), then linear decay;
+# - epochs: enough for about TARGET_STEPS optimizer steps, at least MIN_EPOCHS and at most MAX_EPOCHS, with early
+#   stopping after PATIENCE epochs without a better dev macro-F1 and the best epoch's weights kept.
+BASE_LEARNING_RATE = {"scratch": 1e-3, "pretrained": 5e-4}
+WARMUP_SHARE = 0.1
+TARGET_STEPS = 250
+MIN_EPOCHS, MAX_EPOCHS, PATIENCE = 3, 40, 4
+# A model whose dev macro-F1 is less than this above the majority class's has not clearly learned anything.
+CLEAR_MARGIN = 0.1
 
 
 @dataclass
@@ -110,6 +129,11 @@ class FinetuneArguments:
         default="group", metadata={"help": "Column naming the song/piece a file belongs to (used when present); "
                                    "groups never straddle splits."}
     )
+    group_regex: str | None = field(
+        default=None, metadata={"help": "For --data class folders: files whose names share this regex's match (its "
+                                "first capture group if any) form one group, e.g. '^(.+)_\\d+$' for song_3.mid. "
+                                "Files in a sub-folder of a class folder are one group without it."}
+    )
     task_name: str | None = field(
         default=None, metadata={"help": "Name recorded in the config and model card (default: the recipe, the task, "
                                 "or for a sequence task the data folder / manifest name)."}
@@ -133,6 +157,14 @@ class FinetuneArguments:
         default=None, metadata={"help": "Random transposition of training windows (default: the task's choice)."}
     )
     transpose_semitones: int = field(default=6, metadata={"help": "k of the transposition: shifts in [-k, k]."})
+    class_weighting: str = field(
+        default="balanced", metadata={"help": "balanced: class-weighted training loss (n / (classes * n_class), at "
+                                      "most 10); none: the plain mean cross-entropy."}
+    )
+    early_stopping_patience: int = field(
+        default=PATIENCE, metadata={"help": "Stop after this many evaluations without a better dev macro-F1 (0: off)."}
+    )
+    baselines: bool = field(default=True, metadata={"help": "Fit the majority and note-statistics baselines."})
     num_proc: int = field(default=1, metadata={"help": "Processes that tokenize the MIDI files."})
     cache_dir: str | None = field(default=None, metadata={"help": "Cache tokenized windows here (default: no cache)."})
 
@@ -156,9 +188,18 @@ def parse_args(argv: list[str] | None = None) -> tuple[FinetuneArguments, Traini
 def _sources(args: FinetuneArguments, data: str | None, manifest: str | None, level_is_sequence: bool):
     label_column = args.label_column if level_is_sequence else None
     if manifest:
+        if not Path(manifest).is_file():
+            raise FileNotFoundError(f"{manifest}: no such manifest file")
         return sources_from_manifest(manifest, args.path_column, label_column, args.group_column)
     if data:
-        return sources_from_class_folders(data) if level_is_sequence else find_midi_files(data)
+        if not Path(data).is_dir():
+            raise FileNotFoundError(f"{data}: no such folder")
+        if level_is_sequence:
+            return sources_from_class_folders(data, group_regex=args.group_regex)
+        sources = find_midi_files(data)
+        if not sources:
+            raise ValueError(f"{data}: no MIDI files (.mid, .midi) in this folder or below")
+        return sources
     return None
 
 
@@ -182,7 +223,16 @@ def _dataset_sources(args: FinetuneArguments, level_is_sequence: bool):
 def resolve_task(args: FinetuneArguments) -> TaskData:
     """The task and its song-disjoint split, from a recipe, a folder, a manifest or a datasets.Dataset."""
     if args.recipe:
-        return load_recipe(args.recipe, args.data_root, seed=args.split_seed)
+        ignored = [flag for flag, value in (("--data", args.data), ("--manifest", args.manifest),
+                                             ("--hf_dataset", args.hf_dataset), ("--eval_data", args.eval_data),
+                                             ("--eval_manifest", args.eval_manifest)) if value]
+        if ignored:
+            raise ValueError(f"--recipe {args.recipe} brings its own data and split; {', '.join(ignored)} would be "
+                             "ignored: drop it, or use --data/--manifest with --task instead of --recipe")
+        task = load_recipe(args.recipe, args.data_root, seed=args.split_seed)
+        if task.level == SEQUENCE:
+            check_labels(task.train, task.eval)
+        return task
     is_sequence = args.task == SEQUENCE
     if args.hf_dataset:
         train, dev = _dataset_sources(args, is_sequence)
@@ -193,12 +243,37 @@ def resolve_task(args: FinetuneArguments) -> TaskData:
         dev = _sources(args, args.eval_data, args.eval_manifest, is_sequence)
     task = make_task(args.task, train, eval_sources=dev, eval_fraction=args.eval_fraction, seed=args.split_seed,
                      track_mapping=args.track_labels, transpose=args.transpose)
+    if dev is not None and is_sequence:
+        check_labels(train, dev)
     named_after = args.data or args.manifest or args.hf_dataset
     if args.task_name:
         task.name = args.task_name
     elif is_sequence and named_after:
         task.name = Path(named_after.rstrip("/")).stem
     return task
+
+
+def check_model_name(name: str) -> None:
+    """Fail at once, with "no such folder", on a `--model` that looks like a local path but is not a folder (a
+    typo would otherwise be tried as a Hub id and end, minutes later offline, in a connection error)."""
+    if name.startswith(PRESET_PREFIX):
+        load_preset(name[len(PRESET_PREFIX):])  # unknown preset: a ValueError naming the known ones
+        return
+    path = Path(name).expanduser()
+    if path.is_dir():
+        return
+    offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
+    first = name.split("/")[0]
+    local_looking = (path.exists() or name.startswith((".", "/", "~")) or name.count("/") > 1 or os.sep != "/" and os.sep in name
+                     or (name.count("/") == 1 and Path(first).is_dir()))
+    if not (local_looking or offline):
+        return
+    parent = path.parent if path.parent.is_dir() else None
+    close = difflib.get_close_matches(path.name, [p.name for p in parent.iterdir() if p.is_dir()], n=2) if parent else []
+    hint = f" (did you mean {', '.join(str(parent / c) for c in close)}?)" if close else ""
+    what = "is a file, not a checkpoint folder" if path.exists() else "no such folder"
+    reason = " and HF_HUB_OFFLINE is set, so it is not looked up on the Hub" if offline and not local_looking else ""
+    raise FileNotFoundError(f"--model {name}: {what}{reason}{hint}")
 
 
 def load_model_and_tokenizer(args: FinetuneArguments, task: TaskData):
@@ -263,6 +338,142 @@ def _loss_curve(log_history: list[dict]) -> list[float]:
     return [round(entry["loss"], 5) for entry in log_history if "loss" in entry]
 
 
+def _given(argv: list[str], *names: str) -> bool:
+    """Whether one of these `TrainingArguments` flags was typed (then the recipe rule leaves it alone)."""
+    return any(arg == f"--{name}" or arg.startswith(f"--{name}=") for arg in argv for name in names)
+
+
+def fit_recipe(training_args, argv: list[str], model, pretrained: bool, num_train_windows: int, has_eval: bool,
+               early_stopping_patience: int) -> dict:
+    """Set the learning rate, warm-up, epoch count and best-checkpoint selection from the model and the data
+    (the rule beside `BASE_LEARNING_RATE`), unless the flag was given; returns what was chosen, for the report.
+
+    Example:
+
+    ```python
+    >>> recipe = fit_recipe(training_args, [], model, pretrained=False, num_train_windows=4000, has_eval=True,
+    ...                     early_stopping_patience=5)                               # doctest: +SKIP
+    >>> recipe["learning_rate"], recipe["num_train_epochs"]                          # doctest: +SKIP
+    (0.001, 5)
+    ```
+    """
+    from transformers.trainer_utils import IntervalStrategy
+
+    per_step = (training_args.per_device_train_batch_size * training_args.gradient_accumulation_steps
+                * max(training_args.world_size, 1))
+    steps_per_epoch = max(math.ceil(num_train_windows / per_step), 1)
+    if not _given(argv, "learning_rate"):
+        base = BASE_LEARNING_RATE["pretrained" if pretrained else "scratch"]
+        training_args.learning_rate = float(f"{base * 128 / model.config.hidden_size:.3g}")
+    if not _given(argv, "warmup_steps", "warmup_ratio"):
+        training_args.warmup_steps = WARMUP_SHARE
+    if not _given(argv, "num_train_epochs") and training_args.max_steps <= 0:
+        training_args.num_train_epochs = min(max(math.ceil(TARGET_STEPS / steps_per_epoch), MIN_EPOCHS), MAX_EPOCHS)
+    if not has_eval:
+        training_args.eval_strategy = IntervalStrategy.NO
+    selecting = (has_eval and training_args.eval_strategy != IntervalStrategy.NO
+                 and training_args.save_strategy == training_args.eval_strategy)
+    if selecting and not _given(argv, "load_best_model_at_end"):
+        training_args.load_best_model_at_end = True
+    if training_args.load_best_model_at_end and not _given(argv, "metric_for_best_model"):
+        training_args.metric_for_best_model = "macro_f1"
+        training_args.greater_is_better = True
+    if not _given(argv, "dataloader_pin_memory") and not torch.cuda.is_available():
+        training_args.dataloader_pin_memory = False  # pinning needs an accelerator; on CPU it only warns
+    return {
+        "learning_rate": training_args.learning_rate,
+        "warmup": training_args.warmup_steps,
+        "num_train_epochs": training_args.num_train_epochs,
+        "max_steps": training_args.max_steps,
+        "steps_per_epoch": steps_per_epoch,
+        "pretrained": pretrained,
+        "best_model_metric": training_args.metric_for_best_model if training_args.load_best_model_at_end else None,
+        "early_stopping_patience": early_stopping_patience if training_args.load_best_model_at_end else 0,
+    }
+
+
+def label_counts(windows, level: str, num_labels: int) -> np.ndarray:
+    """Training items per class: windows (piece labels) or labelled notes (note labels)."""
+    if level == SEQUENCE:
+        return np.bincount(np.asarray(windows["labels"], dtype=np.int64), minlength=num_labels)
+    notes = np.concatenate([np.asarray(row, dtype=np.int64) for row in windows["note_labels"]] or [np.zeros(0, int)])
+    return np.bincount(notes[notes >= 0], minlength=num_labels)
+
+
+HEADLINE = {SEQUENCE: "song_macro_f1", "token": "macro_f1"}
+
+
+def result_rows(metrics: dict, baselines: dict | None, level: str) -> list[tuple[str, dict]]:
+    rows = [("model", metrics)]
+    if baselines:
+        rows += [("majority class", baselines["majority"]),
+                 ("note statistics (logistic regression)", baselines["note_statistics"])]
+    return rows
+
+
+def results_table(metrics: dict, baselines: dict | None, level: str, markdown: bool = False) -> str:
+    """The model beside both baselines: macro-F1 / accuracy per song (piece labels; the headline) and per window
+    or note."""
+    columns = ([("song", "song_macro_f1", "song_accuracy")] if level == SEQUENCE else []) + \
+              [("window" if level == SEQUENCE else "note", "macro_f1", "accuracy")]
+
+    def cell(values, f1, acc):
+        return f"{values[f1]:.3f} / {values[acc]:.3f}" if f1 in values and acc in values else "-"
+
+    rows = result_rows(metrics, baselines, level)
+    if markdown:
+        head = "| dev, macro-F1 / accuracy | " + " | ".join(name for name, _, _ in columns) + " |"
+        lines = [head, "|---" * (len(columns) + 1) + "|"]
+        lines += [f"| {name} | " + " | ".join(cell(v, f1, acc) for _, f1, acc in columns) + " |" for name, v in rows]
+        return "\n".join(lines)
+    width = max(len(name) for name, _ in rows) + 2
+    lines = ["dev, macro-F1 / accuracy".ljust(width) + "".join(f"{name:<17}" for name, _, _ in columns)]
+    lines += [name.ljust(width) + "".join(f"{cell(v, f1, acc):<17}" for _, f1, acc in columns) for name, v in rows]
+    return "\n".join(lines)
+
+
+def baseline_warning(metrics: dict, baselines: dict | None, level: str) -> str | None:
+    """One plain sentence when the model is not clearly above the majority class or falls below note statistics."""
+    key = HEADLINE[level] if HEADLINE[level] in metrics else "macro_f1"
+    if not baselines or key not in metrics:
+        return None
+    model, majority, stats = metrics[key], baselines["majority"][key], baselines["note_statistics"][key]
+    remedies = ("train longer (--num_train_epochs), raise the learning rate (--learning_rate), or start from a "
+                "pre-trained checkpoint (--model)")
+    name = key.replace("_", " ").replace("macro f1", "macro-F1")
+    if model < majority + CLEAR_MARGIN:
+        return (f"The model's dev {name} ({model:.3f}) is not clearly above always answering the majority class "
+                f"({majority:.3f}): it has learned little; {remedies}.")
+    if model < stats:
+        return (f"The model's dev {name} ({model:.3f}) is below a logistic regression on note statistics "
+                f"({stats:.3f}): {remedies}.")
+    return None
+
+
+def dev_set_warning(task: TaskData, eval_report) -> str | None:
+    """Warn when the dev set is too small for its scores to mean much."""
+    songs = eval_report.num_songs
+    if songs == 0:
+        return None
+    per_class = {}
+    if task.level == SEQUENCE:
+        for source in task.eval:
+            per_class[str(source.label)] = per_class.get(str(source.label), 0) + 1
+    thin = sorted(label for label in task.labels if per_class.get(label, 0) < 2) if task.level == SEQUENCE else []
+    if songs >= 10 and not thin:
+        return None
+    detail = f"; classes with fewer than 2 dev songs: {', '.join(thin[:6])}" if thin else ""
+    return (f"The dev set holds only {songs} song(s){detail}: its scores are noisy (one song can swing them by "
+            f"{1 / songs:.0%}); hold out more (--eval_fraction) or give your own dev data (--eval_data).")
+
+
+def _split_record(task: TaskData) -> dict:
+    def side(sources):
+        return [{"song_id": s.song_id, **({"group": s.group} if s.group not in (None, "") else {}),
+                 **({"label": s.label} if s.label is not None else {})} for s in sources]
+    return {"train": side(task.train), "eval": side(task.eval)}
+
+
 def main(argv: list[str] | None = None) -> dict:
     """Run a fine-tuning job; returns what `finetune_results.json` holds.
 
@@ -270,13 +481,16 @@ def main(argv: list[str] | None = None) -> dict:
 
     ```python
     >>> from adversarial_midibert.finetune import main
-    >>> results = main(["--model", "preset:tiny", "--data", "my_set", "--output_dir", "runs/my_task",
-    ...                 "--num_train_epochs", "1"])          # doctest: +SKIP
-    >>> results["metrics"]["accuracy"], results["data"]["train"]["skipped"]      # doctest: +SKIP
+    >>> results = main(["--model", "preset:tiny", "--data", "my_set", "--output_dir", "runs/my_task"])  # doctest: +SKIP
+    >>> results["metrics"]["song_macro_f1"], results["baselines"]["note_statistics"]["song_macro_f1"]  # doctest: +SKIP
     ```
     """
+    started = time.time()
     argv = sys.argv[1:] if argv is None else list(argv)
     args, training_args = parse_args(argv)
+    if args.class_weighting not in ("balanced", "none"):
+        raise ValueError(f"--class_weighting must be 'balanced' or 'none', got {args.class_weighting!r}")
+    check_model_name(args.model)
     task = resolve_task(args)
     task.train = subsample_groups(task.train, args.max_train_songs, args.split_seed)
     task.eval = subsample_groups(task.eval, args.max_eval_songs, args.split_seed)
@@ -287,11 +501,20 @@ def main(argv: list[str] | None = None) -> dict:
     if len(train_ds) == 0:
         raise ValueError(f"no training windows: every training file was skipped\n{train_report}")
     has_eval = len(eval_ds) > 0
-    if not has_eval:
-        training_args.eval_strategy = "no"
+    pretrained = not args.model.startswith(PRESET_PREFIX)
+    recipe = fit_recipe(training_args, argv, model, pretrained, len(train_ds), has_eval, args.early_stopping_patience)
+    counts = label_counts(train_ds, task.level, len(task.labels))
+    class_weights = class_weights_from_counts(counts) if args.class_weighting == "balanced" else None
+    recipe["class_weighting"] = args.class_weighting
+    if class_weights is not None:
+        recipe["class_weights"] = [round(float(w), 4) for w in class_weights]
+    warnings = [w for w in [dev_set_warning(task, eval_report)] if w]
 
     metrics_fn = ClassificationMetrics(task.level, song_ids=eval_song_ids) if has_eval else None
     transpose = args.transpose if args.transpose is not None else task.transpose
+    callbacks = []
+    if recipe["early_stopping_patience"] > 0:
+        callbacks.append(EarlyStoppingCallback(early_stopping_patience=recipe["early_stopping_patience"]))
     trainer = FinetuneTrainer(
         model=model,
         args=training_args,
@@ -302,26 +525,58 @@ def main(argv: list[str] | None = None) -> dict:
         compute_metrics=metrics_fn,
         preprocess_logits_for_metrics=None if task.level == SEQUENCE else argmax_logits,
         transpose_semitones=args.transpose_semitones if transpose else 0,
+        class_weights=class_weights,
+        progress_metric="macro_f1",
+        callbacks=callbacks,
     )
+    main_process = trainer.is_world_process_zero()
+    baselines = None
+    if has_eval and args.baselines and main_process:
+        baselines = fit_baselines(train_ds, eval_ds, eval_song_ids, task.level, len(task.labels),
+                                  hidden_attributes=model.config.hidden_attributes, seed=args.split_seed)
+        baselines["majority_class"] = task.labels[baselines["majority_class"]]
+    if main_process:
+        for warning in warnings:
+            print(f"WARNING: {warning}")
+        print(f"recipe: learning rate {recipe['learning_rate']:.3g} ({'pre-trained' if pretrained else 'from scratch'}, "
+              f"hidden size {model.config.hidden_size}), warm-up {recipe['warmup']}, up to "
+              f"{recipe['num_train_epochs']:g} epochs of {recipe['steps_per_epoch']} steps, class weighting "
+              f"{args.class_weighting}" + (f", early stopping after {recipe['early_stopping_patience']} epochs without "
+                                          "a better dev macro-F1" if recipe["early_stopping_patience"] else ""))
     train_output = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
     eval_metrics = trainer.evaluate() if has_eval else {}
     metrics = {key.removeprefix("eval_"): value for key, value in eval_metrics.items()}
+    warning = baseline_warning(metrics, baselines, task.level) if has_eval else None
+    if warning:
+        warnings.append(warning)
 
     # Hub pipeline: config.custom_pipelines names this head's task, and its code is copied beside the weights, so
     # `transformers.pipeline(model=output_dir, trust_remote_code=True)` runs the checkpoint on MIDI files.
-    register_pipelines(model, training_args.output_dir if trainer.is_world_process_zero() else None)
+    register_pipelines(model, training_args.output_dir if main_process else None)
     trainer.save_model(training_args.output_dir)
     trainer.save_state()
+    best_epoch = None
+    if trainer.state.best_model_checkpoint:
+        best_step = int(Path(trainer.state.best_model_checkpoint).name.rsplit("-", 1)[-1])
+        best_epoch = next((round(e["epoch"], 2) for e in trainer.state.log_history
+                           if e.get("step") == best_step and "epoch" in e), None)
     results = {
         "task": task.name,
         "level": task.level,
         "labels": task.labels,
         "description": task.description,
         "model": args.model,
+        "headline_metric": HEADLINE[task.level],
         "metrics": metrics,
+        "baselines": baselines,
+        "warnings": warnings,
         "train_metrics": train_output.metrics,
         "train_loss_curve": _loss_curve(trainer.state.log_history),
+        "epochs_run": round(trainer.state.epoch or 0, 2),
+        "best_epoch": best_epoch,
+        "recipe": recipe,
         "data": {"train": _report_dict(train_report), "eval": _report_dict(eval_report)},
+        "split": _split_record(task),
         "settings": {
             "max_length": tokenizer.max_length,
             "train_stride": args.stride,
@@ -334,7 +589,7 @@ def main(argv: list[str] | None = None) -> dict:
         },
         "command": "accelerate launch train/finetune.py " + " ".join(argv),
     }
-    if trainer.is_world_process_zero():
+    if main_process:
         output_dir = Path(training_args.output_dir)
         if has_eval and metrics_fn.references is not None:
             matrix = confusion_matrix(metrics_fn.references, metrics_fn.predictions, len(task.labels))
@@ -345,15 +600,19 @@ def main(argv: list[str] | None = None) -> dict:
                                       title=f"{task.name}: dev {level}")
             except ImportError as err:  # matplotlib is an optional extra
                 print(f"confusion matrix PNG not drawn: {err}")
+        results["wall_seconds"] = round(time.time() - started, 1)
         (output_dir / "finetune_results.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
         print(f"train: {train_report}\ndev: {eval_report}")
         if metrics:
-            print("dev metrics: " + ", ".join(f"{k}={v:.4f}" for k, v in metrics.items()
-                                              if k in ("accuracy", "macro_f1", "song_accuracy", "song_macro_f1")))
+            print(results_table(metrics, baselines, task.level))
+        for line in warnings[len(warnings) - (1 if warning else 0):]:
+            print(f"WARNING: {line}")
     trainer.model_card_facts = card_facts(task, args, training_args, results)
     trainer.create_model_card()
     if training_args.push_to_hub:
         trainer.push_to_hub(commit_message=f"Fine-tuned Adversarial-MidiBERT: {task.name}")
+    if main_process:
+        print(f"model saved to {training_args.output_dir} (with finetune_results.json and README.md)")
     return results
 
 
@@ -372,19 +631,48 @@ def card_facts(task: TaskData, args: FinetuneArguments, training_args, results: 
     settings = {
         "base model": args.model,
         **results["settings"],
-        "epochs": training_args.num_train_epochs,
+        "epochs (cap / run / best)": f"{training_args.num_train_epochs:g} / {results.get('epochs_run')} / "
+                                     f"{results.get('best_epoch')}",
         "max steps": training_args.max_steps,
         "learning rate": training_args.learning_rate,
+        "warm-up": training_args.warmup_steps,
+        "class weighting": results.get("recipe", {}).get("class_weighting"),
+        "best checkpoint by": results.get("recipe", {}).get("best_model_metric"),
         "batch size per device": training_args.per_device_train_batch_size,
         "seed": training_args.seed,
     }
     metrics = {k: v for k, v in results["metrics"].items()
                if k in ("accuracy", "macro_f1", "song_accuracy", "song_macro_f1")}
     named_after = args.recipe or Path(str(args.data or args.manifest or args.hf_dataset).rstrip("/")).stem
-    return {"base_model": args.model, "datasets": [named_after], "data_summary": summary, "settings": settings,
-            "metrics": metrics, "task": task.name, "task_level": task.level, "labels": task.labels,
-            "eval_split": "dev", "command": results["command"]}
+    facts = {"base_model": args.model, "datasets": [named_after], "data_summary": summary, "settings": settings,
+             "metrics": metrics, "task": task.name, "task_level": task.level, "labels": task.labels,
+             "eval_split": "dev", "command": results["command"]}
+    if results.get("metrics"):
+        baselines = results.get("baselines")
+        table = results_table(results["metrics"], baselines, task.level, markdown=True)
+        facts["baselines"] = (
+            "The same dev songs, scored without a network: the majority class of the training "
+            f"{'windows' if task.level == SEQUENCE else 'notes'} and a logistic regression on note statistics "
+            "(`adversarial_midibert.baselines`), fitted on the same training windows:\n\n" + table
+            if baselines else table)
+        if results.get("warnings"):
+            facts["baselines"] += "\n\n" + "\n\n".join(f"**Warning:** {w}" for w in results["warnings"])
+    return facts
+
+
+def cli(argv: list[str] | None = None) -> int:
+    """`main` for the command line: a mistake a user can fix (a missing folder, one class, a bad flag) ends in a
+    one-line message and exit status 2, not a traceback (set ADVERSARIAL_MIDIBERT_DEBUG=1 to see it)."""
+    try:
+        main(argv)
+    except (ValueError, OSError, KeyError) as err:
+        if os.environ.get("ADVERSARIAL_MIDIBERT_DEBUG"):
+            raise
+        message = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
+        print(f"finetune.py: error: {message}", file=sys.stderr)
+        return 2
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(cli())

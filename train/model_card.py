@@ -67,6 +67,7 @@ def write_model_card(
     license: str = "mit",
     tags: Sequence[str] = (),
     notes: str | None = None,
+    baselines: str | None = None,
 ) -> Path:
     """
     Write `README.md` (the Hub model card) into `output_dir`, filled with a run's real facts.
@@ -101,6 +102,8 @@ def write_model_card(
         license (`str`, *optional*, defaults to `"mit"`): the weights' licence (a Hub licence id).
         tags (`Sequence[str]`, *optional*): extra tags.
         notes (`str`, *optional*): a paragraph placed under the introduction (e.g. how the weights were made).
+        baselines (`str`, *optional*): fine-tuned cards: the model beside the majority-class and note-statistics
+            baselines on the same dev songs (markdown), placed under the evaluation table.
 
     Returns:
         `pathlib.Path`: the written `README.md`.
@@ -168,6 +171,7 @@ def write_model_card(
                         (", ".join(datasets) if datasets else "Not recorded for this run."),
         "settings_section": _table(settings, "Setting") if settings else "Not recorded for this run.",
         "metrics_section": _metrics_section(metrics, eval_split, kind),
+        "baselines_section": baselines or "",
         "command_section": f"```bash\n{command}\n```" if command else "The command line was not recorded.",
     }
     if kind == "pretrained":

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import csv
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
@@ -210,11 +211,15 @@ def parse_track_mapping(text: str) -> dict[str, str]:
 # --------------------------------------------------------------------------------------------------------------
 
 
-def sources_from_class_folders(root: str | Path) -> list[MidiSource]:
+def sources_from_class_folders(root: str | Path, group_regex: str | None = None) -> list[MidiSource]:
     """A folder per class: ``root/<label>/**/*.mid``; the label is the first folder under ``root``.
 
-    Each file is its own song for splitting (use a manifest with a group column when several files come from
-    one piece). Files directly in ``root`` have no class and are rejected.
+    Groups (files of one group always share a split, so movements of one work or performances of one piece never
+    land on both sides): files in a sub-folder of a class folder (``root/<label>/<work>/*.mid``) form one group per
+    sub-folder; files directly in a class folder are their own group, unless ``group_regex`` is given: then the
+    group is the regex's first match in the file name (its first capture group if it has one), e.g.
+    ``"^[^_]+_[^_]+"`` for ``Q1_songid_3.mid``. A file the regex does not match stays its own group. Files
+    directly in ``root`` have no class and are rejected.
 
     Example:
 
@@ -224,15 +229,43 @@ def sources_from_class_folders(root: str | Path) -> list[MidiSource]:
     ['bach', 'chopin']
     ```
     """
+    if not Path(root).is_dir():
+        raise FileNotFoundError(f"--data {root}: no such folder")
+    pattern = re.compile(group_regex) if group_regex else None
     sources = find_midi_files(root)
     loose = [s.song_id for s in sources if len(Path(s.song_id).parts) < 2]
     if loose:
         raise ValueError(f"{root}: MIDI files outside a class folder ({', '.join(loose[:3])}...); expected root/<label>/*.mid")
     for source in sources:
-        source.label = Path(source.song_id).parts[0]
-    if len({s.label for s in sources}) < 2:
-        raise ValueError(f"{root}: a folder-per-class dataset needs at least two class folders holding MIDI files")
+        parts = Path(source.song_id).parts
+        source.label = parts[0]
+        if source.group not in (None, ""):
+            continue
+        match = pattern.search(Path(parts[-1]).stem) if pattern else None
+        if match:
+            source.group = f"{parts[0]}/{match.group(1) if match.groups() else match.group(0)}"
+        elif len(parts) > 2:
+            source.group = str(Path(*parts[:-1]))
+    labels = {s.label for s in sources}
+    if len(labels) < 2:
+        found = f"only {sorted(labels)[0]!r}" if labels else "none"
+        raise ValueError(f"{root}: a folder-per-class dataset needs at least two class folders holding MIDI files "
+                         f"(found {found})")
     return sources
+
+
+def check_labels(train: Sequence[MidiSource], dev: Sequence[MidiSource]) -> None:
+    """Clear errors for label sets a classifier cannot learn: fewer than two classes in the training data, or a
+    class that occurs only in the dev data (it would get an output that is never trained, and never be predicted)."""
+    train_labels = {str(s.label) for s in train}
+    if len(train_labels) < 2:
+        found = f"only {sorted(train_labels)[0]!r}" if train_labels else "none"
+        raise ValueError(f"a classifier needs at least two labels in the training data, found {found}")
+    only_dev = sorted({str(s.label) for s in dev} - train_labels)
+    if only_dev:
+        examples = [s.song_id for s in dev if str(s.label) in only_dev][:3]
+        raise ValueError(f"label(s) {only_dev} occur only in the dev data (e.g. {', '.join(examples)}): add training "
+                         "files for them or leave them out of the dev data")
 
 
 def sequence_label_names(sources: Sequence[MidiSource]) -> list[str]:
@@ -335,17 +368,26 @@ NOTE_TASKS: dict[str, Callable[[], NoteLabeler]] = {
 }
 
 
+# Track roles (melody / bridge / accompaniment, instrument families) do not depend on meter or tempo, but a corpus
+# can tie them to its own quirks: POP909's files carry a spurious 1/4 time signature, and a melody model that sees
+# it calls a merged one-track file without that event all accompaniment. These tasks never see the two attributes.
+METER_FREE_HIDDEN = ["time_signature", "tempo"]
+HIDDEN_ATTRIBUTES = {"velocity": ["velocity"], "melody": METER_FREE_HIDDEN, "tracks": METER_FREE_HIDDEN,
+                     "instrument": METER_FREE_HIDDEN}
+
+
 def note_task(name: str, track_mapping: str | None = None) -> tuple[NoteLabeler, list[str]]:
     """The labeler and hidden attributes of a note-level task: ``melody``, ``velocity``, ``instrument`` or
-    ``tracks`` (with a ``NAME=label,...`` track mapping)."""
+    ``tracks`` (with a ``NAME=label,...`` track mapping). Hidden attributes (`HIDDEN_ATTRIBUTES`): the velocity
+    for the velocity task (its label), time signature and tempo for the track-role tasks (dataset artefacts)."""
     if name == "tracks":
         if not track_mapping:
             raise ValueError("--task tracks needs --track_labels NAME=label,NAME=label,...")
-        return TrackNameLabeler(parse_track_mapping(track_mapping)), []
+        return TrackNameLabeler(parse_track_mapping(track_mapping)), list(HIDDEN_ATTRIBUTES["tracks"])
     if name not in NOTE_TASKS:
-        raise ValueError(f"unknown note task {name!r}; choose from {sorted(NOTE_TASKS) + ['tracks']}")
+        raise ValueError(f"unknown note task {name!r}; choose from {sorted(NOTE_TASKS) + ['tracks']} (or sequence)")
     labeler = NOTE_TASKS[name]()
-    return labeler, (["velocity"] if name == "velocity" else [])
+    return labeler, list(HIDDEN_ATTRIBUTES.get(name, []))
 
 
 def make_task(
@@ -380,6 +422,7 @@ def make_task(
         split_text = "split given by the user"
     if name == SEQUENCE:
         labels = sequence_label_names(train + dev)
+        check_labels(train, dev)
         return TaskData(
             name, SEQUENCE, labels, train, dev, transpose=bool(transpose),
             description=description or f"{len(train) + len(dev)} labelled songs, {split_text}",
@@ -461,7 +504,8 @@ def _melody(root: Path, seed: int) -> TaskData:
     rows = _read_manifest(root, "pop909")
     train, dev = _by_split(rows, lambda r: _source(root, "pop909", r, None, r["song_id"]), "midibert_split")
     labeler = TrackNameLabeler.pop909()
-    return TaskData("melody", TOKEN, list(labeler.labels), train, dev, note_labeler=labeler, transpose=True,
+    return TaskData("melody", TOKEN, list(labeler.labels), train, dev, note_labeler=labeler,
+                    hidden_attributes=list(HIDDEN_ATTRIBUTES["melody"]), transpose=True,
                     description="POP909 songs, note labels from tracks MELODY/BRIDGE/PIANO; MidiBERT split "
                                 "(midibert_split train/valid, 'excluded' songs left out)")
 

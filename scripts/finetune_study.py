@@ -1,0 +1,164 @@
+"""Fine-tuning with nothing but the default command, on folder-per-class sets built from ../shared/data.
+
+Builds five sets the way a user would lay out their own MIDI (symbolic links, nothing copied), then runs
+
+    accelerate launch train/finetune.py --model MODEL --data SET --output_dir RUN      (+ --task melody for POP909)
+
+on each, from `preset:tiny` (no pre-training) and from a pre-trained checkpoint (default `runs/pretrain`, the main
+job). Each cell's `finetune_results.json` stays in its run folder; a finished cell is skipped when the script is
+run again (resumable), and the summary table (model vs majority vs note statistics, song and window level) is
+rewritten after every cell to `--summary` (default: `scripts/finetune_study_results.json`).
+
+The sets (a group = a sub-folder of a class folder, so its files share a split):
+- `asap_composers`: ASAP, composers with >= 4 pieces, <composer>/<piece>/<file>.mid, one file per piece (the
+  score where there is one), at most 12 pieces per composer (the first by name);
+- `music21_composers`: music21 corpus by `composer_class`, <class>/<file>.mid, at most 60 files per class (the
+  first by name);
+- `emopia_quadrants`: EMOPIA, <quadrant>/<song>/<clip>.mid;
+- `pianist8`: Pianist8 segments, <pianist>/<segment>.mid (segment-to-song mapping unknown: flat);
+- `pop909_melody`: POP909, a flat folder of the first 120 songs by id, note labels from track names (`--task melody`).
+
+    nice -n 5 python scripts/finetune_study.py --work runs/finetune_study
+    python scripts/finetune_study.py --work runs/finetune_study --only pianist8 --models preset:tiny
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+SETS = ("pianist8", "emopia_quadrants", "pop909_melody", "music21_composers", "asap_composers")
+
+
+def _rows(root: Path, corpus: str) -> list[dict]:
+    with open(root / corpus / "manifest.csv", newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+def _link(target: Path, link: Path) -> None:
+    link.parent.mkdir(parents=True, exist_ok=True)
+    if not link.is_symlink():
+        link.symlink_to(target.resolve())
+
+
+def _safe(text: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in text)
+
+
+def build_set(name: str, root: Path, out: Path) -> tuple[Path, list[str]]:
+    """Make the folder of one set (idempotent); return it and the extra flags of its default command."""
+    folder = out / name
+    extra: list[str] = []
+    if name == "asap_composers":
+        rows = _rows(root, "asap")
+        pieces = defaultdict(set)
+        for r in rows:
+            pieces[r["composer"]].add(r["piece_folder"])
+        kept = {c for c, p in pieces.items() if len(p) >= 4}
+        per_piece = defaultdict(list)
+        for r in sorted(rows, key=lambda r: (r["kind"] != "score", r["path"])):  # the score first
+            if r["composer"] in kept and len(per_piece[r["piece_folder"]]) < 1:
+                per_piece[r["piece_folder"]].append(r)
+        composer_pieces = defaultdict(list)
+        for piece in sorted(per_piece):
+            composer_pieces[per_piece[piece][0]["composer"]].append(piece)
+        per_piece = {piece: per_piece[piece] for pieces_of in composer_pieces.values() for piece in pieces_of[:12]}
+        for r in (r for files in per_piece.values() for r in files):
+            piece = _safe(r["piece_folder"].split("/", 1)[-1])
+            _link(root / "asap" / r["path"], folder / r["composer"] / piece / _safe(Path(r["path"]).name))
+    elif name == "music21_composers":
+        taken = defaultdict(int)
+        for r in sorted(_rows(root, "music21_corpus"), key=lambda r: r["path"]):
+            taken[r["composer_class"]] += 1
+            if taken[r["composer_class"]] > 60:
+                continue
+            _link(root / "music21_corpus" / r["path"], folder / r["composer_class"] / Path(r["path"]).name)
+    elif name == "emopia_quadrants":
+        for r in _rows(root, "emopia"):
+            _link(root / "emopia" / r["path"], folder / r["emotion_quadrant"] / r["song_id"] / Path(r["path"]).name)
+    elif name == "pianist8":
+        for r in _rows(root, "pianist8_cp_segments"):
+            _link(root / "pianist8_cp_segments" / r["path"], folder / r["composer"] / Path(r["path"]).name)
+    elif name == "pop909_melody":
+        for r in sorted(_rows(root, "pop909"), key=lambda r: r["song_id"])[:120]:
+            _link(root / "pop909" / r["path"], folder / Path(r["path"]).name)
+        extra = ["--task", "melody"]
+    else:
+        raise ValueError(f"unknown set {name!r}; choose from {SETS}")
+    return folder, extra
+
+
+def model_tag(model: str) -> str:
+    return "tiny_scratch" if model == "preset:tiny" else "pretrained_" + _safe(Path(model).name)
+
+
+def summarize(results: dict, seconds: float, command: str) -> dict:
+    pick = ("accuracy", "macro_f1", "song_accuracy", "song_macro_f1")
+    baselines = results.get("baselines") or {}
+    return {
+        "model_metrics": {k: results["metrics"].get(k) for k in pick if k in results["metrics"]},
+        "majority": {k: baselines["majority"].get(k) for k in pick if k in baselines.get("majority", {})},
+        "note_statistics": {k: baselines["note_statistics"].get(k) for k in pick
+                            if k in baselines.get("note_statistics", {})},
+        "labels": results["labels"],
+        "train_songs": results["data"]["train"]["songs"], "dev_songs": results["data"]["eval"]["songs"],
+        "train_windows": results["data"]["train"]["windows"], "dev_windows": results["data"]["eval"]["windows"],
+        "epochs_run": results.get("epochs_run"), "best_epoch": results.get("best_epoch"),
+        "learning_rate": results.get("recipe", {}).get("learning_rate"),
+        "warnings": results.get("warnings", []),
+        "wall_seconds": round(seconds, 1),
+        "command": command,
+    }
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data_root", default=str(REPO.parent / "shared" / "data"))
+    parser.add_argument("--work", default="runs/finetune_study", help="sets/ and runs/ go here")
+    parser.add_argument("--models", nargs="+", default=["preset:tiny", "runs/pretrain"])
+    parser.add_argument("--only", nargs="+", default=list(SETS), help=f"some of {SETS}")
+    parser.add_argument("--summary", default=str(REPO / "scripts" / "finetune_study_results.json"))
+    args = parser.parse_args(argv)
+    root, work = Path(args.data_root), Path(args.work)
+    summary_path = Path(args.summary)
+    summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
+    summary.setdefault("machine", f"{os.cpu_count()} CPU cores (shared), torch threads per process: accelerate's default")
+    cells = summary.setdefault("cells", {})
+    for name in args.only:
+        folder, extra = build_set(name, root, work / "sets")
+        for model in args.models:
+            key = f"{name}/{model_tag(model)}"
+            out = work / "runs" / name / model_tag(model)
+            if (out / "finetune_results.json").is_file() and key in cells:
+                print(f"{key}: done, skipped")
+                continue
+            cmd = ["accelerate", "launch", "train/finetune.py", "--model", model, "--data", str(folder), *extra,
+                   "--output_dir", str(out)]
+            print(f"{key}: {' '.join(cmd)}", flush=True)
+            start = time.time()
+            out.mkdir(parents=True, exist_ok=True)
+            with open(out / "log.txt", "w") as log:
+                run = subprocess.run(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
+            seconds = time.time() - start
+            if run.returncode != 0:
+                print(f"{key}: failed ({run.returncode}), see {out / 'log.txt'}", flush=True)
+                continue
+            results = json.loads((out / "finetune_results.json").read_text())
+            cells[key] = summarize(results, seconds, " ".join(cmd))
+            summary_path.write_text(json.dumps(summary, indent=2) + "\n")
+            m, b = cells[key]["model_metrics"], cells[key]
+            headline = "song_macro_f1" if "song_macro_f1" in m else "macro_f1"
+            print(f"{key}: {seconds / 60:.1f} min, dev {headline} model {m[headline]:.3f} | majority "
+                  f"{b['majority'][headline]:.3f} | note statistics {b['note_statistics'][headline]:.3f}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
