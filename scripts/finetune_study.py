@@ -44,8 +44,10 @@ def _rows(root: Path, corpus: str) -> list[dict]:
 
 def _link(target: Path, link: Path) -> None:
     link.parent.mkdir(parents=True, exist_ok=True)
-    if not link.is_symlink():
+    try:
         link.symlink_to(target.resolve())
+    except FileExistsError:  # built before (or by another worker of the study)
+        pass
 
 
 def _safe(text: str) -> str:
@@ -118,6 +120,27 @@ def summarize(results: dict, seconds: float, command: str) -> dict:
     }
 
 
+def markdown_table(summary: dict) -> str:
+    """Dev macro-F1 song level | window (or note) level, for the model and both baselines, one row per cell."""
+    def pair(values, song):
+        window = f"{values['macro_f1']:.3f}"
+        return f"{values['song_macro_f1']:.3f} \\| {window}" if song else window
+
+    lines = ["| set (classes; train / dev songs) | start | model | majority | note statistics | model - majority "
+             "| reaches note statistics | epochs (best) | wall |", "|---|---|---|---|---|---|---|---|---|"]
+    for key, cell in summary["cells"].items():
+        name, tag = key.split("/")
+        m, maj, stats = cell["model_metrics"], cell["majority"], cell["note_statistics"]
+        song = "song_macro_f1" in m
+        head = "song_macro_f1" if song else "macro_f1"
+        reaches = "yes" if m[head] >= stats[head] else "no"
+        start = "preset:tiny" if tag == "tiny_scratch" else "main job"
+        lines.append(f"| {name} ({len(cell['labels'])}; {cell['train_songs']} / {cell['dev_songs']}) | {start} | "
+                     f"{pair(m, song)} | {pair(maj, song)} | {pair(stats, song)} | {m[head] - maj[head]:+.3f} | "
+                     f"{reaches} | {cell['epochs_run']:g} ({cell['best_epoch']}) | {cell['wall_seconds'] / 60:.1f} min |")
+    return "\n".join(lines)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data_root", default=str(REPO.parent / "shared" / "data"))
@@ -125,18 +148,28 @@ def main(argv=None) -> int:
     parser.add_argument("--models", nargs="+", default=["preset:tiny", "runs/pretrain"])
     parser.add_argument("--only", nargs="+", default=list(SETS), help=f"some of {SETS}")
     parser.add_argument("--summary", default=str(REPO / "scripts" / "finetune_study_results.json"))
+    parser.add_argument("--table", action="store_true", help="print the summary as the README's markdown table")
     args = parser.parse_args(argv)
+    if args.table:
+        print(markdown_table(json.loads(Path(args.summary).read_text())))
+        return 0
     root, work = Path(args.data_root), Path(args.work)
     summary_path = Path(args.summary)
-    summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
-    summary.setdefault("machine", f"{os.cpu_count()} CPU cores (shared), torch threads per process: accelerate's default")
-    cells = summary.setdefault("cells", {})
+
+    def save(key: str, cell: dict) -> None:
+        # Re-read first: several workers (e.g. one per --models) may share the summary file.
+        summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
+        summary["machine"] = f"{os.cpu_count()} CPU cores shared with other jobs (load average often 4-8)"
+        summary.setdefault("cells", {})[key] = cell
+        summary["cells"] = dict(sorted(summary["cells"].items()))
+        summary_path.write_text(json.dumps(summary, indent=2) + "\n")
+
     for name in args.only:
         folder, extra = build_set(name, root, work / "sets")
         for model in args.models:
             key = f"{name}/{model_tag(model)}"
             out = work / "runs" / name / model_tag(model)
-            if (out / "finetune_results.json").is_file() and key in cells:
+            if (out / "finetune_results.json").is_file():
                 print(f"{key}: done, skipped")
                 continue
             cmd = ["accelerate", "launch", "train/finetune.py", "--model", model, "--data", str(folder), *extra,
@@ -151,9 +184,9 @@ def main(argv=None) -> int:
                 print(f"{key}: failed ({run.returncode}), see {out / 'log.txt'}", flush=True)
                 continue
             results = json.loads((out / "finetune_results.json").read_text())
-            cells[key] = summarize(results, seconds, " ".join(cmd))
-            summary_path.write_text(json.dumps(summary, indent=2) + "\n")
-            m, b = cells[key]["model_metrics"], cells[key]
+            cell = summarize(results, seconds, " ".join(cmd))
+            save(key, cell)
+            m, b = cell["model_metrics"], cell
             headline = "song_macro_f1" if "song_macro_f1" in m else "macro_f1"
             print(f"{key}: {seconds / 60:.1f} min, dev {headline} model {m[headline]:.3f} | majority "
                   f"{b['majority'][headline]:.3f} | note statistics {b['note_statistics'][headline]:.3f}", flush=True)
