@@ -39,10 +39,11 @@ def check_tokenizer_fits_model(tokenizer, config, *, model_name: str = "the mode
     >>> from configuration_adversarial_midibert import AdversarialMidiBertConfig
     >>> from tokenization_octuple import OctupleTokenizer
     >>> config = AdversarialMidiBertConfig.from_preset("tiny", attribute_vocab_sizes=[64, 128, 129, 256, 128, 32, 254, 49])
-    >>> check_tokenizer_fits_model(OctupleTokenizer(max_length=256), config)
-    Traceback (most recent call last):
-    ...
-    adversarial_midibert.compatibility.IncompatibleTokenizerError: the model has 64 bar ids, the tokenizer 256 ...
+    >>> try:
+    ...     check_tokenizer_fits_model(OctupleTokenizer(max_length=256), config)
+    ... except IncompatibleTokenizerError as error:
+    ...     print(str(error).split(" (")[0])
+    the model does not fit the Octuple tokenizer: the model has 64 bar ids, the tokenizer 256
 
     ```
     """
