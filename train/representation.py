@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import copy
 import csv
+import io
 import json
 import os
 import platform
@@ -408,7 +409,8 @@ def _run_probe(model, out_dir, tokenizer, data_root, tasks, retrieval, controls,
             pca_task = "emotion" if "emotion" in sets else tasks[0]
             split = sets[pca_task]
             pieces = [s for s in split["train"] + split["eval"] if s.path in features["checkpoint"]]
-            png = plot_pca(features, pieces, out / f"pca_{pca_task}.png", title=f"{pca_task}: {result['model']}")
+            title = f"{pca_task} ({len(pieces)} pieces), first two principal components: {result['model']}"
+            png = plot_pca(features, pieces, out / f"pca_{pca_task}.png", title=title)
             if png is not None:
                 result["files"]["pca_png"] = str(png)
         result["files"]["json"] = str(out / "representation.json")
@@ -448,8 +450,13 @@ def plot_pca(features: dict, pieces, path, title: str = "") -> Path | None:
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=80)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=80)
     plt.close(fig)
+    from PIL import Image  # a matplotlib dependency
+
+    # A 64-colour palette: a third of the bytes, small enough to commit.
+    Image.open(buffer).convert("RGB").quantize(colors=64).save(path, optimize=True)
     return Path(path)
 
 
@@ -462,7 +469,7 @@ def _cell(metrics: dict, key: str) -> str:
 def format_markdown(result: dict) -> str:
     """The probe and retrieval tables of a `run_probe` result, as Markdown."""
     settings = result["settings"]
-    lines = [f"Model `{result['model']}` (backbone {result['backbone']}, commit {result['commit']}); windows of "
+    lines = [f"Model `{result['model']}` (backbone {result['backbone']}, commit {result['commit'] or 'unknown'}); windows of "
              f"{settings['window_length']} tokens, first {settings['max_windows'] or 'all'} per piece; seed "
              f"{settings['seed']}; {result['pieces_embedded']} pieces in {result['seconds']:.0f} s.", ""]
     if result["tasks"]:
