@@ -310,7 +310,11 @@ def _unskew(y: torch.Tensor) -> torch.Tensor:
 
 class _RelativeKeyQueryBias(torch.autograd.Function):
     """`skew(q E_rev^T) + skew(k E^T)^T` with a hand-written backward: autograd's backward of the two nested
-    slices in `_skew` zero-fills and copies the `(..., L, 2L-1)` score tensor twice per side; this does it once."""
+    slices in `_skew` zero-fills and copies the `(..., L, 2L-1)` score tensor twice per side; this does it once.
+
+    `torch.compile` traces it whole, this backward included, with no graph break (views, matmuls and one in-place
+    copy into a fresh tensor only; `tests/test_compile.py` compiles it with `fullgraph=True`), so
+    `TrainingArguments(torch_compile=True)` needs no exclusion here."""
 
     @staticmethod
     def forward(ctx, query, key, table):
