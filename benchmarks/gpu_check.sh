@@ -13,9 +13,10 @@
 # Extra arguments go to gpu_check.py (e.g. --cases random,adversarial --peak_tflops 989).
 set -uo pipefail
 cd "$(dirname "$0")/.."
-# The versions the project is tested with (FACTS.md); huggingface_hub and tokenizers are used as installed there.
+# The versions the project is tested with (FACTS.md), and regex, which transformers checks at import; huggingface_hub
+# and tokenizers are used as installed there (they satisfy transformers 5.24).
 WHEELS=(transformers==5.24.0 datasets==5.2.0 dill==0.4.1 multiprocess==0.70.19 symusic==0.6.0 platformdirs==4.14.9
-        pySmartDL==1.3.4 pretty_midi==0.2.11.post0 mido==1.3.3 importlib_resources==7.1.0)
+        pySmartDL==1.3.4 pretty_midi==0.2.11.post0 mido==1.3.3 importlib_resources==7.1.0 regex==2026.11.19)
 PY=${PYTHON:-python3}
 
 if [[ "${1:-}" == "--fetch-wheels" ]]; then
