@@ -57,10 +57,11 @@ class NotePredictions:
 
 
 class MidiPredictor:
-    """A fine-tuned model and its tokenizer, ready to label MIDI files.
+    """A model and its tokenizer, ready to label MIDI files (fine-tuned classifiers) or embed them (any model).
 
     Args:
-        model (`AdversarialMidiBertForSequenceClassification` or `...ForTokenClassification`): the fine-tuned model.
+        model (`AdversarialMidiBertForSequenceClassification` or `...ForTokenClassification`): the fine-tuned model;
+            any other head or the bare `AdversarialMidiBertModel` serves `embed` only.
         tokenizer (`OctupleTokenizer`): its tokenizer (window length).
         stride (`int`, *optional*): notes shared by consecutive windows. Defaults to the tokenizer's stride for
             classification and to a quarter of a window for note tasks (every note then gets context on both

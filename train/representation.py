@@ -58,22 +58,6 @@ METRICS = ("accuracy", "macro_f1", "balanced_accuracy")
 RECALL_AT = (1, 5, 10)
 
 
-def note_statistics_function():
-    """`window_features(ids)` of the fine-tuning baseline: from the package (`adversarial_midibert.baselines`) or,
-    in a checkout that predates it, from `scripts/baseline_note_stats.py`."""
-    try:
-        from adversarial_midibert.baselines import window_features
-    except ImportError:
-        import importlib.util
-
-        script = Path(__file__).resolve().parents[1] / "scripts" / "baseline_note_stats.py"
-        spec = importlib.util.spec_from_file_location("baseline_note_stats", script)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        window_features = module.window_features
-    return window_features
-
-
 def _as_predictor(model, *, tokenizer=None, batch_size: int = 32, device=None, trust_remote_code: bool = False):
     from .inference import MidiPredictor
 
@@ -165,7 +149,7 @@ def extract_features(files, predictors: dict, *, max_windows: int | None, note_s
 
     first = next(iter(predictors.values()))
     tokenizer, stride = first.tokenizer, first.stride
-    window_features = note_statistics_function() if note_statistics else None
+    from .baselines import window_features
     features = {row: {} for row in [*predictors, *(["note_statistics"] if note_statistics else [])]}
     seconds = dict.fromkeys(features, 0.0)
     skipped = []
@@ -183,7 +167,7 @@ def extract_features(files, predictors: dict, *, max_windows: int | None, note_s
             states = window_states(predictor.model, tokenizer, song, spans, predictor.batch_size, predictor.device)
             features[row][path] = embedding(song, spans, states, "piece")
             seconds[row] += time.perf_counter() - start + parse
-        if window_features is not None:
+        if note_statistics:
             start = time.perf_counter()
             per_window = [window_features(tokenizer.window_ids(song, s, e)[1:-1]) for s, e in spans]
             weights = np.array([e - s for s, e in spans], dtype=float)
