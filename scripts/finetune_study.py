@@ -126,14 +126,14 @@ def markdown_table(summary: dict) -> str:
         window = f"{values['macro_f1']:.3f}"
         return f"{values['song_macro_f1']:.3f} \\| {window}" if song else window
 
-    lines = ["| set (classes; train / dev songs) | start | model | majority | note statistics | model - majority "
+    lines = ["| set (classes; train / dev files) | start | model | majority | note statistics | model - majority "
              "| reaches note statistics | epochs (best) | wall |", "|---|---|---|---|---|---|---|---|---|"]
     for key, cell in summary["cells"].items():
         name, tag = key.split("/")
         m, maj, stats = cell["model_metrics"], cell["majority"], cell["note_statistics"]
         song = "song_macro_f1" in m
         head = "song_macro_f1" if song else "macro_f1"
-        reaches = "yes" if m[head] >= stats[head] else "no"
+        reaches = " \\| ".join("yes" if m[k] >= stats[k] else "no" for k in (["song_macro_f1"] if song else []) + ["macro_f1"])
         start = "preset:tiny" if tag == "tiny_scratch" else "main job"
         lines.append(f"| {name} ({len(cell['labels'])}; {cell['train_songs']} / {cell['dev_songs']}) | {start} | "
                      f"{pair(m, song)} | {pair(maj, song)} | {pair(stats, song)} | {m[head] - maj[head]:+.3f} | "
