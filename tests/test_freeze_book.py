@@ -20,15 +20,43 @@ def test_bits_are_packed_and_songs_do_not_overlap():
     assert book.frozen_fraction() == pytest.approx(sum(t.sum() for t in truth.values()) / 24)
 
 
-def test_update_freezes_top_percent_of_unfrozen_and_accumulates():
+def test_update_ranks_all_notes_so_a_consistent_masker_does_not_grow_the_frozen_set():
     book = FreezeBook(["song"], [10])
     scores = {0: np.array([0.9, 0.1, 0.8, 0.2, 0.7, 0.3, 0.6, 0.4, 0.5, 0.05])}
     book.update(scores, freeze_percent=30, unfreeze_percent=0, seed=0)
     assert book.frozen(0).nonzero()[0].tolist() == [0, 2, 4]
-    # Same scores again: the already-frozen notes are not candidates, the next three highest are frozen.
+    # The same scores again: the frozen notes are still the top 30 %, so nothing new is frozen.
     book.update(scores, freeze_percent=30, unfreeze_percent=0, seed=0)
-    assert book.frozen(0).nonzero()[0].tolist() == [0, 2, 4, 6, 7, 8]
-    assert book.num_updates == 2
+    assert book.frozen(0).nonzero()[0].tolist() == [0, 2, 4]
+    # A masker that changed its mind adds its new top 30 % to the frozen set.
+    book.update({0: -scores[0]}, freeze_percent=30, unfreeze_percent=0, seed=0)
+    assert book.frozen(0).nonzero()[0].tolist() == [0, 1, 2, 3, 4, 9]
+    assert book.num_updates == 3
+
+
+def test_consistent_ranking_holds_a_times_one_minus_b_frozen():
+    # a = 30, b = 10 on a hand-built song of 1,000 notes whose ranking never changes: after the first update
+    # 300 are frozen and 30 released (270); every later update freezes the top 300 again (back to 300, adding
+    # the released ones that are in the top) and releases 30: the set stays at a * (1 - b) = 27 %, never grows.
+    book = FreezeBook(["song"], [1000])
+    scores = {0: np.linspace(1.0, 0.0, 1000)}
+    fractions = []
+    for _ in range(12):
+        book.update(scores, freeze_percent=30, unfreeze_percent=10, seed=5)
+        fractions.append(book.frozen_fraction())
+    assert fractions == [0.27] * 12
+    # Only notes of the masker's top 30 % are ever frozen.
+    assert not book.frozen(0)[300:].any()
+
+
+def test_changing_rankings_grow_the_set_but_stay_bounded_by_release():
+    # Fresh random scores at every update (a masker with no opinion): the frozen set grows, but each update
+    # releases b % of it, so it settles well below saturation (about a / (a + b(1 - a)) of the notes).
+    book = FreezeBook(["song"], [2000])
+    rng = np.random.default_rng(0)
+    for _ in range(30):
+        book.update({0: rng.random(2000)}, freeze_percent=30, unfreeze_percent=10, seed=1)
+    assert 0.6 < book.frozen_fraction() < 0.85
 
 
 def test_update_unfreezes_percent_of_frozen_at_random_and_is_seeded():

@@ -144,14 +144,17 @@ class FreezeBook:
     ) -> None:
         """One freeze step (SPEC.md step 6), in place, for the songs in `scores`.
 
-        In each song, the `freeze_percent` % of its notes with the highest masking score among the notes not yet
-        frozen are frozen (frozen notes score 0 in the masker and can never be chosen, so the top of the ranking is
-        always taken from the unfrozen ones); then `unfreeze_percent` % of all its frozen notes are unfrozen,
-        uniformly at random. Freezing accumulates over updates. Ties in the score go to the earlier note.
+        In each song, ALL of its notes (frozen ones included) are ranked by the masker's score on the clean input,
+        and the top `freeze_percent` % are frozen (added to the frozen set); then `unfreeze_percent` % of the
+        frozen set are unfrozen, uniformly at random. A masker that keeps its ranking therefore holds about
+        a * (1 - b) % of each song frozen (27 % with a = 30, b = 10); only a masker that changes its mind grows
+        the set. Ranking only the unfrozen notes instead would freeze a % more at every update and saturate at
+        1 - b after a few updates, leaving the masker nothing to choose. Ties go to the earlier note.
 
         Args:
             scores (`Mapping[int, np.ndarray]`):
-                Book row -> masking probability of each of the song's notes, shape `(num_notes,)`.
+                Book row -> masking score (logit or probability: only the order matters) of each of the song's
+                notes, shape `(num_notes,)`.
             freeze_percent (`float`): a in the paper.
             unfreeze_percent (`float`): b in the paper.
             seed (`int`):
@@ -165,11 +168,9 @@ class FreezeBook:
             if len(score) != n:
                 raise ValueError(f"song {self.song_ids[row]!r} has {n} notes, got {len(score)} scores")
             frozen = self.frozen(row)
-            candidates = np.flatnonzero(~frozen)
-            n_freeze = min(_count(freeze_percent, n), len(candidates))
+            n_freeze = _count(freeze_percent, n)
             if n_freeze:
-                order = np.argsort(-score[candidates], kind="stable")
-                frozen[candidates[order[:n_freeze]]] = True
+                frozen[np.argsort(-score, kind="stable")[:n_freeze]] = True
             frozen_notes = np.flatnonzero(frozen)
             n_unfreeze = _count(unfreeze_percent, len(frozen_notes))
             if n_unfreeze:
