@@ -20,7 +20,7 @@ PAD_OFFSET, MASK_OFFSET, BOS_OFFSET, EOS_OFFSET = 0, 1, 2, 3
 
 POSITION_EMBEDDING_TYPES = ("relative_key_query", "absolute")
 POOLINGS = ("attention", "bos", "mean")
-MASKINGS = ("adversarial", "random")
+MASKINGS = ("adversarial", "random", "random_freeze")
 
 # Every Auto class resolves to these files, whichever head saved the checkpoint (FACTS.md: `save_pretrained`
 # otherwise records only the class it saved, and loading another head fails with "Unrecognized configuration").
@@ -117,14 +117,29 @@ class AdversarialMidiBertConfig(PreTrainedConfig):
         classifier_hidden_size (`int`, *optional*, defaults to 256): hidden width of both classification heads'
             `Linear - ReLU - Linear` classifier (the authors'); `None` for a single linear layer.
         classifier_dropout (`float`, *optional*): dropout before the classifiers; `None` uses `hidden_dropout_prob`.
-        masking (`str`, *optional*, defaults to `"adversarial"`): `"adversarial"` (the masker chooses) or
-            `"random"` (plain MLM, the paper's ablation).
+        masking (`str`, *optional*, defaults to `"adversarial"`): `"adversarial"` (the masker chooses),
+            `"random"` (plain MLM, the paper's ablation) or `"random_freeze"` (uniform random choice with the freeze
+            book updated from random scores: the control that isolates what freezing alone does).
         mask_percent (`float`, *optional*, defaults to 15): p, the % of each sequence's real notes chosen.
         masker_target_percent (`float`, *optional*, defaults to 30): q, the % of a sequence's chosen notes that get
             masker target 1 (highest recovery loss) and target 0 (lowest); at most 50.
         freeze_percent (`float`, *optional*, defaults to 30): a, the % of each song's notes frozen every k epochs.
         unfreeze_percent (`float`, *optional*, defaults to 10): b, the % of frozen notes released again.
-        freeze_every_epochs (`int`, *optional*, defaults to 15): k.
+        freeze_every_epochs (`int`, *optional*, defaults to 15): k; 0 never freezes (adversarial masking without
+            the freeze book, an ablation).
+        masker_random_share (`float`, *optional*, defaults to 0.5): share of each sequence's chosen notes drawn
+            uniformly from its selectable notes instead of the masker's top scores. Eq. 3 then ranks a mix of the
+            masker's picks and random ones, so the masker learns how hard ALL notes are, not only the ones the
+            recoverer is already training on (with 0, the masker's scores stayed flat: README).
+        masker_lr_scale (`float`, *optional*): the masker head's learning rate as a multiple of the rest of the
+            network's (`AdversarialTrainer` puts the head in parameter groups of its own). Default (`None`): 1 when
+            the masker loss trains the backbone, 30 when it trains the head alone (measured: README).
+        masker_feature_layer (`int`, *optional*): which hidden states the masker reads, 0 = the attribute
+            embeddings, `num_hidden_layers` = the last layer's output. Default (`None`): the last layer when the
+            masker loss trains the backbone; the embeddings when it trains the head alone, since MLM never trains
+            the backbone's outputs on clean notes and they barely differ from note to note (README).
+        masker_window_norm (`bool`, *optional*, defaults to `True`): standardise the masker's input features over
+            the real notes of each window (see `AdversarialMidiBertMaskerHead`); `False` for the authors' head.
         mask_token_ratio (`float`, *optional*, defaults to 0.8): share of chosen notes set to MASK.
         random_token_ratio (`float`, *optional*, defaults to 0.2): share of chosen notes given random regular ids;
             the rest keep their ids.
@@ -180,6 +195,10 @@ class AdversarialMidiBertConfig(PreTrainedConfig):
     freeze_percent: float = 30
     unfreeze_percent: float = 10
     freeze_every_epochs: int = 15
+    masker_random_share: float = 0.5
+    masker_lr_scale: float | None = None
+    masker_feature_layer: int | None = None
+    masker_window_norm: bool = True
     mask_token_ratio: float = 0.8
     random_token_ratio: float = 0.2
     masker_updates_backbone: bool = True
@@ -195,6 +214,20 @@ class AdversarialMidiBertConfig(PreTrainedConfig):
         # Merge rather than overwrite: a user may have added entries (e.g. a pipeline) to a saved config.
         self.auto_map = {**AUTO_MAP, **(getattr(self, "auto_map", None) or {})}
 
+    @property
+    def masker_feature_index(self) -> int:
+        """Index into the backbone's `hidden_states` that the masker reads (`masker_feature_layer` resolved)."""
+        if self.masker_feature_layer is not None:
+            return int(self.masker_feature_layer)
+        return self.num_hidden_layers if self.masker_updates_backbone else 0
+
+    @property
+    def masker_learning_rate_scale(self) -> float:
+        """The masker head's learning-rate multiple (`masker_lr_scale` resolved)."""
+        if self.masker_lr_scale is not None:
+            return float(self.masker_lr_scale)
+        return 1.0 if self.masker_updates_backbone else 30.0
+
     def _check(self) -> None:
         def positive(name):
             value = getattr(self, name)
@@ -203,8 +236,10 @@ class AdversarialMidiBertConfig(PreTrainedConfig):
 
         for name in ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
                      "max_position_embeddings", "attribute_embedding_size", "masker_hidden_size",
-                     "freeze_every_epochs", "pooling_attention_size", "pooling_attention_heads"):
+                     "pooling_attention_size", "pooling_attention_heads"):
             positive(name)
+        if not isinstance(self.freeze_every_epochs, int) or self.freeze_every_epochs < 0:
+            raise ValueError(f"`freeze_every_epochs` must be an integer >= 0, got {self.freeze_every_epochs!r}")
         if self.classifier_hidden_size is not None:
             positive("classifier_hidden_size")
         if self.hidden_size % self.num_attention_heads:
@@ -233,7 +268,12 @@ class AdversarialMidiBertConfig(PreTrainedConfig):
         if not 0 < self.masker_target_percent <= 50:
             # Above 50 the top-q % (target 1) and bottom-q % (target 0) of a sequence's notes would overlap.
             raise ValueError(f"`masker_target_percent` must lie in (0, 50], got {self.masker_target_percent}")
-        for name in ("mask_token_ratio", "random_token_ratio", "hidden_dropout_prob",
+        if self.masker_feature_layer is not None and not 0 <= self.masker_feature_layer <= self.num_hidden_layers:
+            raise ValueError(f"`masker_feature_layer` must lie in 0..{self.num_hidden_layers} (0 = the embeddings) or "
+                             f"be None, got {self.masker_feature_layer}")
+        if self.masker_lr_scale is not None and not self.masker_lr_scale > 0:
+            raise ValueError(f"`masker_lr_scale` must be > 0 or None, got {self.masker_lr_scale}")
+        for name in ("mask_token_ratio", "random_token_ratio", "masker_random_share", "hidden_dropout_prob",
                      "attention_probs_dropout_prob"):
             value = getattr(self, name)
             if not 0 <= value <= 1:

@@ -22,9 +22,9 @@ from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from transformers.utils import ModelOutput
 
 try:
-    from .configuration_adversarial_midibert import ATTRIBUTES, AdversarialMidiBertConfig
+    from .configuration_adversarial_midibert import ATTRIBUTES, MASKINGS, AdversarialMidiBertConfig
 except ImportError:  # imported as a top-level module (editable install, tests)
-    from configuration_adversarial_midibert import ATTRIBUTES, AdversarialMidiBertConfig
+    from configuration_adversarial_midibert import ATTRIBUTES, MASKINGS, AdversarialMidiBertConfig
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -94,16 +94,73 @@ def choose_notes(
 
     ```
     """
-    num_selectable = selectable.sum(-1)
+    return _top_k(scores, selectable, _choice_counts(selectable, real_counts, percent))
+
+
+def _choice_counts(selectable: torch.Tensor, real_counts: torch.Tensor, percent: float) -> torch.Tensor:
+    # round(percent % of the real notes), at least 1, at most the selectable notes of each sequence.
     counts = _round_half_up(real_counts.to(torch.float64) * (percent / 100.0))
     if percent > 0:
         counts = counts.clamp(min=1)
-    counts = torch.minimum(counts, num_selectable)
+    return torch.minimum(counts, selectable.sum(-1))
+
+
+def _top_k(scores: torch.Tensor, selectable: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
+    # The `counts[b]` selectable notes of each sequence b with the highest scores; ties keep the earlier note.
     masked_scores = scores.detach().float().masked_fill(~selectable, float("-inf"))
     order = masked_scores.argsort(dim=-1, descending=True, stable=True)
     ranks = torch.empty_like(order)
     ranks.scatter_(-1, order, torch.arange(order.shape[-1], device=order.device).expand_as(order))
     return (ranks < counts.unsqueeze(-1)) & selectable
+
+
+def choose_adversarial_notes(
+    scores: torch.Tensor,
+    selectable: torch.Tensor,
+    real_counts: torch.Tensor,
+    percent: float,
+    random_share: float = 0.0,
+    generator: torch.Generator | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """
+    The masker's choice with exploration: as many notes per sequence as [`choose_notes`], of which a share
+    `random_share` is drawn uniformly from the selectable notes the masker did not pick, the rest being its own top
+    scores.
+
+    Why: trained only on the notes it picks itself, the masker never sees how hard the other notes are, while the
+    recoverer learns exactly its picks; the masker's ranking then never forms (its scores stay flat). The random
+    picks give eq. 3 a sample of the whole sequence to rank, at no extra forward pass.
+
+    Args:
+        scores (`torch.Tensor` of shape `(batch, length)`): masker logits (ranked; logits do not saturate as
+            float32 sigmoid probabilities do above ~16.7).
+        selectable, real_counts, percent: as in [`choose_notes`].
+        random_share (`float`, *optional*, defaults to 0): share of each sequence's chosen notes drawn at random.
+        generator (`torch.Generator`, *optional*): draws the random picks.
+
+    Returns:
+        `tuple(torch.BoolTensor, torch.BoolTensor)`: the chosen notes and, among them, the random picks, both
+        `(batch, length)`.
+
+    Example:
+
+    ```python
+    >>> import torch
+    >>> scores = torch.tensor([[4.0, 3.0, 2.0, 1.0, 0.0, -1.0, -2.0, -3.0]])
+    >>> selectable = torch.ones(1, 8, dtype=torch.bool)
+    >>> chosen, explored = choose_adversarial_notes(scores, selectable, torch.tensor([8]), 50, random_share=0.5,
+    ...                                             generator=torch.Generator().manual_seed(0))
+    >>> chosen[0, :2].tolist(), int(chosen.sum()), int(explored.sum()), bool((explored[0, :2]).any())
+    ([True, True], 4, 2, False)
+
+    ```
+    """
+    counts = _choice_counts(selectable, real_counts, percent)
+    random_counts = _round_half_up(counts.to(torch.float64) * float(random_share))
+    own = _top_k(scores, selectable, counts - random_counts)
+    noise = _uniform(tuple(scores.shape), scores.device, generator)
+    explored = _top_k(noise, selectable & ~own, random_counts)
+    return own | explored, explored
 
 
 def _uniform(shape: tuple[int, ...], device: torch.device, generator: torch.Generator | None) -> torch.Tensor:
@@ -534,16 +591,39 @@ class AdversarialMidiBertEncoder(nn.Module):
 
 
 class AdversarialMidiBertMaskerHead(nn.Module):
-    """Masker: `Linear(hidden, m) -> act -> Linear(m, 1)`; returns logits (the sigmoid gives probabilities)."""
+    """
+    Masker: `Linear(hidden, m) -> act -> Linear(m, 1)`; returns logits (the sigmoid gives probabilities).
+
+    With `config.masker_window_norm`, each feature is first standardised over the real notes of its window (zero
+    mean, unit variance per window and dimension). Why: the masker only ranks notes against the others of their
+    window, and early in pre-training the backbone gives every clean note nearly the same vector (measured on the
+    tiny preset: a common part of norm 11.5, note-to-note std 0.025 per dimension); the head then sees 2 % signal
+    and learns nothing at the presets' learning rates. Standardising keeps only what tells the notes apart.
+    """
 
     def __init__(self, config: AdversarialMidiBertConfig):
         super().__init__()
+        self.window_norm = config.masker_window_norm
         self.dense = nn.Linear(config.hidden_size, config.masker_hidden_size)
         self.activation = ACT2FN[config.hidden_act]
         self.decoder = nn.Linear(config.masker_hidden_size, 1)
 
-    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+    def forward(self, hidden_states: torch.Tensor, notes: torch.Tensor | None = None) -> torch.Tensor:
+        if self.window_norm:
+            hidden_states = _standardise_over_notes(hidden_states, notes)
         return self.decoder(self.activation(self.dense(hidden_states))).squeeze(-1)
+
+
+def _standardise_over_notes(hidden_states: torch.Tensor, notes: torch.Tensor | None, eps: float = 1e-5) -> torch.Tensor:
+    # Per window and feature: subtract the mean over the window's real notes, divide by their std.
+    if notes is None:
+        notes = torch.ones(hidden_states.shape[:-1], dtype=torch.bool, device=hidden_states.device)
+    weights = notes.unsqueeze(-1).to(hidden_states.dtype)
+    count = weights.sum(1, keepdim=True).clamp(min=1)
+    mean = (hidden_states * weights).sum(1, keepdim=True) / count
+    centred = hidden_states - mean
+    variance = (centred.square() * weights).sum(1, keepdim=True) / count
+    return centred * torch.rsqrt(variance + eps)
 
 
 class AdversarialMidiBertAttentionPooling(nn.Module):
@@ -691,8 +771,12 @@ class AdversarialMidiBertForPreTrainingOutput(ModelOutput):
             input.
         masker_probabilities (`torch.Tensor` of shape `(batch, length)`): the masker on the clean input, 0 on
             rows that are not real notes; `None` in random mode and with `labels`.
+        masker_logits (`torch.Tensor` of shape `(batch, length)`): the masker's logits on the clean input (what
+            the choice ranks), detached; `None` when `masker_probabilities` is.
         chosen_mask (`torch.BoolTensor` of shape `(batch, length)`): the notes predicted (with `labels`: the
             rows with any label).
+        explored_mask (`torch.BoolTensor` of shape `(batch, length)`): the chosen notes drawn at random rather
+            than by the masker (`config.masker_random_share`); `None` outside adversarial mode.
         note_losses (`torch.Tensor` of shape `(batch, length)`): detached eq. 1 loss per chosen note, 0 elsewhere.
         attribute_correct (`torch.LongTensor` of shape `(8,)`): chosen notes whose attribute j was recovered.
         num_chosen (`torch.LongTensor` of shape `()`): number of chosen notes.
@@ -704,7 +788,9 @@ class AdversarialMidiBertForPreTrainingOutput(ModelOutput):
     masker_loss: torch.Tensor | None = None
     logits: tuple[torch.Tensor, ...] | None = None
     masker_probabilities: torch.Tensor | None = None
+    masker_logits: torch.Tensor | None = None
     chosen_mask: torch.Tensor | None = None
+    explored_mask: torch.Tensor | None = None
     note_losses: torch.Tensor | None = None
     attribute_correct: torch.Tensor | None = None
     num_chosen: torch.Tensor | None = None
@@ -753,10 +839,21 @@ class AdversarialMidiBertForPreTraining(AdversarialMidiBertPreTrainedModel):
     def _note_mask(self, input_ids, attention_mask):
         return real_note_mask(input_ids, attention_mask, self.config.attribute_vocab_sizes[3])
 
-    def masking_probabilities(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+    def _masker_features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
+        # What the masker reads: the backbone's hidden states number `config.masker_feature_index` of the CLEAN
+        # input (0 = embeddings). In head-only mode the last layer is the wrong one: MLM never trains its output on
+        # a note that is not masked, and on the tiny preset those vectors differed from note to note by a std of
+        # 0.025 per dimension (0.67 when the masker loss trains the backbone).
+        index = self.config.masker_feature_index
+        last = index == self.config.num_hidden_layers
+        outputs = self.midibert(input_ids, attention_mask=attention_mask, output_hidden_states=not last)
+        return outputs.last_hidden_state if last else outputs.hidden_states[index]
+
+    def masking_logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
         """
-        The masker's probability per note on the clean input, `(batch, length)` in [0, 1], 0 on rows that are not
-        real notes. Used every k epochs to score the training set for freezing.
+        The masker's logit per row on the clean input, `(batch, length)`, `-inf` on rows that are not real notes.
+        Used every k epochs to score the training set for freezing: ranking by logits keeps notes apart that the
+        float32 sigmoid would round to the same probability.
 
         Example:
 
@@ -766,15 +863,20 @@ class AdversarialMidiBertForPreTraining(AdversarialMidiBertPreTrainedModel):
         >>> from modeling_adversarial_midibert import AdversarialMidiBertForPreTraining
         >>> model = AdversarialMidiBertForPreTraining(AdversarialMidiBertConfig.from_preset("tiny")).eval()
         >>> with torch.no_grad():
-        ...     probs = model.masking_probabilities(torch.randint(0, 32, (1, 5, 8)))
-        >>> probs.shape, bool(((probs > 0) & (probs < 1)).all())
+        ...     logits = model.masking_logits(torch.randint(0, 32, (1, 5, 8)))
+        >>> logits.shape, bool(torch.isfinite(logits).all())
         (torch.Size([1, 5]), True)
 
         ```
         """
-        hidden = self.midibert(input_ids, attention_mask=attention_mask).last_hidden_state
-        probabilities = torch.sigmoid(self.masker(hidden).float())
-        return probabilities * self._note_mask(input_ids, attention_mask)
+        notes = self._note_mask(input_ids, attention_mask)
+        logits = self.masker(self._masker_features(input_ids, attention_mask), notes).float()
+        return logits.masked_fill(~notes, float("-inf"))
+
+    def masking_probabilities(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """The masker's probability per note on the clean input, `(batch, length)` in [0, 1], 0 on rows that are
+        not real notes (the sigmoid of [`~AdversarialMidiBertForPreTraining.masking_logits`])."""
+        return torch.sigmoid(self.masking_logits(input_ids, attention_mask))
 
     def _recover(self, input_ids, attention_mask, targets, predicted, weights, output_attentions,
                  output_hidden_states):
@@ -820,7 +922,9 @@ class AdversarialMidiBertForPreTraining(AdversarialMidiBertPreTrainedModel):
             selectable_mask (`torch.BoolTensor` of shape `(batch, length)`, *optional*): notes that may be chosen;
                 the trainer clears frozen notes. Defaults to every real note.
             attribute_weights (`torch.Tensor` of shape `(8,)`, *optional*): eq. 1 weights w_j; defaults to 1/8.
-            masking (`str`, *optional*): `"adversarial"` or `"random"`; defaults to `config.masking`.
+            masking (`str`, *optional*): `"adversarial"`, or `"random"` / `"random_freeze"` (uniform random choice
+                among the selectable notes; the two differ only in the trainer's freeze book); defaults to
+                `config.masking`.
             labels (`torch.LongTensor` of shape `(batch, length, 8)`, *optional*): targets of an input the caller
                 already corrupted, -100 where not predicted. Skips the selection; returns the plain recoverer loss.
             num_items_in_batch (`int` or `torch.Tensor`, *optional*): divisor of the recoverer loss across
@@ -833,15 +937,15 @@ class AdversarialMidiBertForPreTraining(AdversarialMidiBertPreTrainedModel):
         config = self.config
         return_dict = return_dict if return_dict is not None else config.return_dict
         masking = masking or config.masking
-        if masking not in ("adversarial", "random"):
-            raise ValueError(f"masking must be 'adversarial' or 'random', got {masking!r}")
+        if masking not in MASKINGS:
+            raise ValueError(f"masking must be one of {MASKINGS}, got {masking!r}")
         device = input_ids.device
         weights = (
             torch.full((len(config.vocab_sizes),), 1.0 / len(config.vocab_sizes), device=device)
             if attribute_weights is None
             else torch.as_tensor(attribute_weights, dtype=torch.float32, device=device)
         )
-        masker_probabilities = None
+        masker_probabilities = masker_logits = explored = None
         if labels is not None:
             predicted = (labels != -100).any(-1)
             outputs, logits, note_losses, correct = self._recover(
@@ -852,11 +956,9 @@ class AdversarialMidiBertForPreTraining(AdversarialMidiBertPreTrainedModel):
         else:
             notes = self._note_mask(input_ids, attention_mask)
             selectable = notes if selectable_mask is None else notes & selectable_mask.bool()
-            masker_logits = None
             if masking == "adversarial":
                 if config.masker_updates_backbone:
-                    clean = self.midibert(input_ids, attention_mask=attention_mask).last_hidden_state
-                    masker_logits = self.masker(clean)
+                    masker_logits = self.masker(self._masker_features(input_ids, attention_mask), notes)
                 else:
                     # The masker loss trains only the masker head: no graph through the backbone's clean pass, and
                     # no dropout either, so the head learns on the same features that `masking_probabilities`
@@ -865,15 +967,18 @@ class AdversarialMidiBertForPreTraining(AdversarialMidiBertPreTrainedModel):
                     self.midibert.eval()
                     try:
                         with torch.no_grad():
-                            clean = self.midibert(input_ids, attention_mask=attention_mask).last_hidden_state
+                            clean = self._masker_features(input_ids, attention_mask)
                     finally:
                         self.midibert.train(was_training)
-                    masker_logits = self.masker(clean.detach())
+                    masker_logits = self.masker(clean.detach(), notes)
                 masker_probabilities = torch.sigmoid(masker_logits.float()) * notes
-                scores = masker_probabilities.detach()
+                chosen, explored = choose_adversarial_notes(
+                    masker_logits.detach(), selectable, notes.sum(-1), config.mask_percent,
+                    config.masker_random_share, generator,
+                )
             else:
                 scores = _uniform(notes.shape, device, generator)
-            chosen = choose_notes(scores, selectable, notes.sum(-1), config.mask_percent)
+                chosen = choose_notes(scores, selectable, notes.sum(-1), config.mask_percent)
             corrupted = corrupt_notes(
                 input_ids,
                 chosen,
@@ -906,7 +1011,9 @@ class AdversarialMidiBertForPreTraining(AdversarialMidiBertPreTrainedModel):
             masker_loss=masker_loss,
             logits=logits,
             masker_probabilities=masker_probabilities,
+            masker_logits=None if masker_logits is None else masker_logits.detach().float(),
             chosen_mask=chosen,
+            explored_mask=explored,
             note_losses=note_losses.detach(),
             attribute_correct=correct,
             num_chosen=num_chosen,

@@ -1,22 +1,25 @@
-"""Which masker mode to default to: pre-train the same small model three ways, fine-tune each, compare.
+"""What the masker contributes: pre-train the same small model five ways, probe and fine-tune each, compare.
 
 SPEC leaves open whether the masker loss (eq. 3) also trains the shared backbone (the authors' code: one
 combined backward) or only the masker head (the clean pass then needs no backward through the backbone). This
 script measures both for downstream accuracy, beside the `random` ablation (plain MLM) and no pre-training:
 
 1. `train/pretrain.py --preset tiny` on the same Pop1K7 songs (in no fine-tuning dev set), same seed, same
-   number of steps, in three modes: `backbone` (adversarial, masker loss trains the backbone), `head`
-   (adversarial, masker loss trains the masker head only) and `random`;
+   number of steps, in five arms: `backbone` (adversarial, masker loss trains the backbone: the default), `head`
+   (adversarial, masker loss trains the masker head only), `random` (plain MLM), `random_freeze` (random choice
+   with the same freeze schedule fed random scores) and `no_freeze` (adversarial without the freeze book);
 2. `train/finetune.py` from each checkpoint and from scratch (`preset:tiny`) on the tasks below, with several
    fine-tuning seeds (the splits stay fixed: `--split_seed` is not varied);
-3. a probe of each checkpoint that does not depend on its own masker: recovery accuracy under RANDOM masking
-   (the same fixed-seed masked notes for every checkpoint) on the last --probe_songs Pop1K7 songs, which no
-   pre-training run saw;
+3. probes of each checkpoint on the last --probe_songs Pop1K7 songs, which no pre-training run saw: recovery
+   accuracy under a fixed uniformly RANDOM masking (the same notes for every checkpoint) and, for the adversarial
+   arms, the masker's AUC on those notes (`eval_random_recovery_accuracy`, `eval_masker_auc`); and, with
+   --representation, the frozen-embedding linear probes of `adversarial_midibert.representation`;
 4. a markdown table of dev accuracy / macro-F1 (mean and spread over the seeds) and pre-training wall time.
 
 Every run's log and results stay under --out, and finished runs are skipped when the script is run again:
 
-    python scripts/masker_mode_study.py --out runs/masker_study --songs 600 --epochs 6 --seeds 1 2
+    python scripts/masker_mode_study.py --out runs/masker_study --songs 600 --epochs 6 --seeds 1 2 3
+    python scripts/masker_mode_study.py --out runs/masker_study --tasks --representation   # probes only
 """
 from __future__ import annotations
 
@@ -33,6 +36,8 @@ PRETRAIN_MODES = {
     "backbone": ["--masking", "adversarial", "--masker_updates_backbone", "true"],
     "head": ["--masking", "adversarial", "--masker_updates_backbone", "false"],
     "random": ["--masking", "random"],
+    "random_freeze": ["--masking", "random_freeze"],
+    "no_freeze": ["--masking", "adversarial", "--masker_updates_backbone", "true", "--freeze_every_epochs", "0"],
 }
 # Subsets sized so that one fine-tuning run takes about a minute on 2 CPU cores (the README's dev-split runs).
 TASKS = {
@@ -63,6 +68,7 @@ def pretrain(mode: str, args: argparse.Namespace) -> Path:
     command = [sys.executable, "train/pretrain.py", "--preset", "tiny", "--data", str(args.data),
                "--max_songs", str(args.songs), "--num_train_epochs", str(args.epochs),
                "--freeze_every_epochs", str(args.freeze_every), "--validation_fraction", "0.05",
+               "--save_total_limit", "1",
                "--seed", "42", "--cache_dir", str(args.out / "cache"), "--output_dir", str(out),
                *PRETRAIN_MODES[mode]]
     seconds = run_logged(command, args.out / f"pretrain_{mode}.log")
@@ -71,7 +77,8 @@ def pretrain(mode: str, args: argparse.Namespace) -> Path:
 
 
 def recovery_probe(mode: str, checkpoint: Path, args: argparse.Namespace) -> dict:
-    """Recovery accuracy of `checkpoint` under random masking on held-out songs (the fixed evaluation seed)."""
+    """The trainer's evaluation of `checkpoint` on held-out songs: recovery under the fixed random masking and,
+    for an adversarial checkpoint, the masker's AUC; plus the curves of its own training log."""
     results = args.out / f"probe_{mode}.json"
     if results.is_file():
         return json.loads(results.read_text())
@@ -89,10 +96,20 @@ def recovery_probe(mode: str, checkpoint: Path, args: argparse.Namespace) -> dic
     windows, _ = build_window_dataset(songs[-args.probe_songs :], tokenizer, cache_dir=args.out / "cache")
     training_args = TrainingArguments(output_dir=str(args.out / "probe_run"), use_cpu=True, report_to="none",
                                       disable_tqdm=True, per_device_eval_batch_size=32)
-    trainer = AdversarialTrainer(model=AdversarialMidiBertForPreTraining.from_pretrained(checkpoint),
-                                 args=training_args, eval_dataset=windows, processing_class=tokenizer,
-                                 masking="random")
-    metrics = {k.removeprefix("eval_"): v for k, v in trainer.evaluate().items() if "accuracy" in k or "windows" in k}
+    model = AdversarialMidiBertForPreTraining.from_pretrained(checkpoint)
+    trainer = AdversarialTrainer(model=model, args=training_args, eval_dataset=windows, processing_class=tokenizer)
+    metrics = {k.removeprefix("eval_"): v for k, v in trainer.evaluate().items()
+               if "random_recovery" in k or "masker_auc" in k or "windows" in k}
+    curves = json.loads((checkpoint / "training_curves.json").read_text()) if (checkpoint / "training_curves.json").is_file() else {}
+    metrics["final_frozen_fraction"] = curves.get("frozen_fraction", [[None, None]])[-1][1] if curves.get("frozen_fraction") else None
+    metrics["final_masker_spread"] = curves.get("masker_spread", [[None, None]])[-1][1] if curves.get("masker_spread") else None
+    if args.representation:
+        from adversarial_midibert.representation import run_probe
+
+        rows = run_probe(str(checkpoint), controls=False, retrieval=False, plot=False, progress=False,
+                         num_threads=1)["rows"]["checkpoint"]["probe"]
+        metrics["representation"] = {task: {k: v for k, v in values.items() if not k.endswith("_ci")}
+                                     for task, values in rows.items()}
     results.write_text(json.dumps(metrics, indent=1))
     return metrics
 
@@ -123,15 +140,17 @@ def main() -> None:
     parser.add_argument("--probe_songs", type=int, default=100, help="last Pop1K7 songs for the recovery probe")
     parser.add_argument("--freeze_every", type=int, default=2, help="k: freeze-book update every k epochs")
     parser.add_argument("--modes", nargs="+", default=list(PRETRAIN_MODES), choices=list(PRETRAIN_MODES))
-    parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=list(TASKS))
-    parser.add_argument("--seeds", nargs="+", type=int, default=[1, 2], help="fine-tuning seeds")
+    parser.add_argument("--tasks", nargs="*", default=list(TASKS), choices=list(TASKS),
+                        help="fine-tuning tasks; none (a bare --tasks) skips fine-tuning")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3], help="fine-tuning seeds")
+    parser.add_argument("--representation", action="store_true", help="also run the frozen-embedding probes")
     parser.add_argument("--no_scratch", action="store_true", help="skip the no-pre-training column")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
 
     models = {mode: str(pretrain(mode, args)) for mode in args.modes}
     probes = {mode: recovery_probe(mode, Path(model), args) for mode, model in models.items()}
-    if not args.no_scratch:
+    if not args.no_scratch and args.tasks:
         models["scratch"] = "preset:tiny"
     table = {name: {task: [finetune(model, name, task, seed, args) for seed in args.seeds] for task in args.tasks}
              for name, model in models.items()}
@@ -145,11 +164,25 @@ def main() -> None:
             runs = table[name][task]
             cells.append(summarise([r["accuracy"] for r in runs]) + " / " + summarise([r["macro_f1"] for r in runs]))
         lines.append(f"| {task} | " + " | ".join(cells) + " |")
-    lines += ["", f"Recovery under random masking ({args.probe_songs} held-out Pop1K7 songs), accuracy over the 8 "
-              "attributes / pitch / duration / position:", ""]
-    lines += [f"- {mode}: " + " / ".join(f"{probe[k]:.3f}" for k in
-                                        ("accuracy", "accuracy_pitch", "accuracy_duration", "accuracy_position"))
-              for mode, probe in probes.items()]
+    lines += ["", f"Held-out probes ({args.probe_songs} Pop1K7 songs no run saw): recovery under one fixed random "
+              "masking (8 attributes / pitch / duration / position), the masker's AUC on those notes, and the end of "
+              "training's frozen fraction and masker spread:", "",
+              "| arm | random recovery | pitch | duration | position | masker AUC | frozen | spread |",
+              "|---|---|---|---|---|---|---|---|"]
+    for mode, probe in probes.items():
+        cells = [probe.get(k) for k in ("random_recovery_accuracy", "random_recovery_accuracy_pitch",
+                                        "random_recovery_accuracy_duration", "random_recovery_accuracy_position",
+                                        "masker_auc", "final_frozen_fraction", "final_masker_spread")]
+        lines.append(f"| {mode} | " + " | ".join("–" if v is None else f"{v:.3f}" for v in cells) + " |")
+    if args.representation:
+        tasks = sorted({task for probe in probes.values() for task in probe.get("representation", {})})
+        lines += ["", "Frozen piece embeddings + logistic regression (`adversarial_midibert.representation`), "
+                  "accuracy / macro-F1:", "", "| arm | " + " | ".join(tasks) + " |", "|---" * (len(tasks) + 1) + "|"]
+        for mode, probe in probes.items():
+            rep_rows = probe.get("representation", {})
+            lines.append(f"| {mode} | " + " | ".join(
+                f"{rep_rows[t]['accuracy']:.3f} / {rep_rows[t]['macro_f1']:.3f}" if t in rep_rows else "–"
+                for t in tasks) + " |")
     timing = [f"{mode} {(args.out / f'pretrain_{mode}.seconds').read_text().strip()} s"
               for mode in args.modes if (args.out / f"pretrain_{mode}.seconds").is_file()]
     if timing:

@@ -191,12 +191,16 @@ def test_step_chooses_p_percent_of_real_selectable_notes(pretraining_model):
     assert out.chosen_mask.sum(-1).tolist() == [6, 3, 1]  # round(15 % of 40, 20, 7)
     assert not (out.chosen_mask & ~selectable).any()
     assert out.num_chosen.item() == 10
-    # masker probabilities on real notes only; chosen = the highest among selectable
+    # masker probabilities on real notes only; the masker's own picks = its highest logits among the selectable
+    # notes, the rest (masker_random_share of the count) drawn at random from the other selectable notes
     assert (out.masker_probabilities[~real_note_mask(ids, mask, 256)] == 0).all()
-    probs = out.masker_probabilities.detach().masked_fill(~selectable, -1)
+    assert out.explored_mask.sum(-1).tolist() == [3, 2, 1]  # round half up of 0.5 x (6, 3, 1)
+    assert not (out.explored_mask & ~out.chosen_mask).any()
+    logits = out.masker_logits.masked_fill(~selectable, float("-inf"))
+    own = out.chosen_mask & ~out.explored_mask
     for b in range(3):
-        k = int(out.chosen_mask[b].sum())
-        assert set(probs[b].topk(k).indices.tolist()) == set(out.chosen_mask[b].nonzero().flatten().tolist())
+        k = int(own[b].sum())
+        assert set(logits[b].topk(k).indices.tolist()) == set(own[b].nonzero().flatten().tolist())
 
 
 def test_step_losses_follow_equations_1_and_3(pretraining_model):

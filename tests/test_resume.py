@@ -111,3 +111,38 @@ def test_last_complete_checkpoint_skips_a_partly_written_one(tmp_path):
     (tmp_path / "checkpoint-x").mkdir()
     assert last_complete_checkpoint(str(tmp_path)) == str(tmp_path / "checkpoint-5")
     assert last_complete_checkpoint(str(tmp_path / "missing")) is None
+
+
+def test_resume_is_exact_when_an_epoch_end_evaluation_follows_the_checkpoint(tmp_path):
+    # A checkpoint saved on an epoch's last step, then the epoch-end evaluation: the resumed run skips that
+    # evaluation, so it must not have moved the RNG the next steps draw dropout from.
+    args = ["--validation_fraction", "0.25", "--eval_strategy", "epoch", "--save_steps", "1", "--save_total_limit",
+            "20"]
+    _run(tmp_path / "reference", tmp_path / "cache", *args)
+    _, epochs = _history(tmp_path / "reference")
+    epoch_end = epochs[0]["step"]
+    assert 1 < epoch_end < 15
+    out = tmp_path / "resumed"
+    out.mkdir()
+    shutil.copytree(tmp_path / "reference" / f"checkpoint-{epoch_end}", out / f"checkpoint-{epoch_end}")
+    _run(out, tmp_path / "cache", *args, "--resume_from_checkpoint", "last")
+    ref_steps, _ = _history(tmp_path / "reference")
+    res_steps, _ = _history(out)
+    later = [s for s in ref_steps if s > epoch_end]
+    assert later and later == [s for s in res_steps if s > epoch_end]
+    for step in later:
+        for key in STEP_KEYS:
+            assert res_steps[step][key] == ref_steps[step][key], (step, key)
+    ref_weights, res_weights = load_file(tmp_path / "reference" / "model.safetensors"), load_file(out / "model.safetensors")
+    assert all(np.array_equal(ref_weights[k], res_weights[k]) for k in ref_weights)
+
+
+def test_a_torn_checkpoint_is_skipped_with_a_warning_naming_it(tmp_path):
+    for step in (5, 10):
+        folder = tmp_path / f"checkpoint-{step}"
+        folder.mkdir()
+        (folder / "adversarial_state.pt").write_text("{}")
+        (folder / "trainer_state.json").write_text('{"global_step": %d}' % step)
+    (tmp_path / "checkpoint-10" / "trainer_state.json").write_text('{"global_step": 10, "log_hist')  # cut short
+    with pytest.warns(UserWarning, match="checkpoint-10"):
+        assert last_complete_checkpoint(str(tmp_path)) == str(tmp_path / "checkpoint-5")

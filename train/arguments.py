@@ -35,7 +35,8 @@ class ModelArguments:
     )
     masking: str | None = field(
         default=None,
-        metadata={"help": "'adversarial' (the paper) or 'random' (plain MLM, the ablation). Default: the preset's."},
+        metadata={"help": "'adversarial' (the paper), 'random' (plain MLM, the ablation) or 'random_freeze' (random "
+                  "choice with the freeze book fed random scores, a control). Default: the preset's."},
     )
     masker_updates_backbone: bool | None = field(
         default=None,
@@ -44,7 +45,24 @@ class ModelArguments:
                   "Default: the preset's."},
     )
     freeze_every_epochs: int | None = field(
-        default=None, metadata={"help": "k: update the freeze book every k epochs. Default: the preset's."}
+        default=None, metadata={"help": "k: update the freeze book every k epochs; 0 never freezes (the "
+                                "no-freezing ablation). Default: the preset's."}
+    )
+    masker_feature_layer: int | None = field(
+        default=None,
+        metadata={"help": "Which hidden states the masker reads: 0 = the embeddings, the number of layers = the "
+                  "last layer. Default: the last layer with --masker_updates_backbone, else the embeddings (README)."},
+    )
+    masker_lr_scale: float | None = field(
+        default=None,
+        metadata={"help": "The masker head's learning rate as a multiple of the others'. Default: 1 with "
+                  "--masker_updates_backbone, else 30 (README)."},
+    )
+    masker_random_share: float | None = field(
+        default=None,
+        metadata={"help": "Share of each sequence's chosen notes drawn at random instead of by the masker, so the "
+                  "masker learns from notes it did not pick (0 = the paper's pure top-p %; README). "
+                  "Default: the preset's."},
     )
     config_overrides: dict[str, Any] = field(
         default_factory=dict, metadata={"help": "Set by the preset's `model:` section; not a command-line flag."}

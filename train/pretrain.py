@@ -102,6 +102,9 @@ def build_model(model_args: ModelArguments, data_args: DataArguments):
             ("masking", model_args.masking),
             ("masker_updates_backbone", model_args.masker_updates_backbone),
             ("freeze_every_epochs", model_args.freeze_every_epochs),
+            ("masker_random_share", model_args.masker_random_share),
+            ("masker_lr_scale", model_args.masker_lr_scale),
+            ("masker_feature_layer", model_args.masker_feature_layer),
         )
         if value is not None
     }
@@ -228,8 +231,17 @@ def main(argv: list[str] | None = None) -> AdversarialTrainer:
         **extra,
     )
     trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+    from pipeline_adversarial_midibert import register_pipelines
+
+    # The midi-feature-extraction pipeline travels with the model (recorded in its config, its file copied).
+    register_pipelines(model, training_args.output_dir if trainer.is_world_process_zero() else None)
     trainer.save_model(training_args.output_dir)
     metrics = trainer.evaluate() if eval_ds is not None else {}
+    if trainer.is_world_process_zero():
+        from adversarial_midibert.masker_report import write_masker_report
+
+        written = write_masker_report(trainer, training_args.output_dir)
+        print("masker report: " + ", ".join(os.path.basename(p) for p in written), flush=True)
 
     config = model.config
     data_given = _data_as_given(data_args)

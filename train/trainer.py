@@ -20,7 +20,9 @@ eq. 1 and eq. 3). The trainer supplies what lives across steps:
 from __future__ import annotations
 
 import itertools
+import json
 import os
+import warnings
 from typing import Any
 
 import numpy as np
@@ -32,8 +34,12 @@ from .collator import OctupleDataCollator
 from .data import song_note_counts
 from .freeze_book import FREEZE_BOOK_NAME, FreezeBook
 from .hub_trainer import HubTrainerMixin
+from .masker_metrics import auc, pairwise_auc_counts
 
 ATTRIBUTES = ("bar", "position", "instrument", "pitch", "duration", "velocity", "time_signature", "tempo")
+MASKINGS = ("adversarial", "random", "random_freeze")
+# The masking modes that keep a freeze book: the method itself, and random choice with the same freezing (control).
+FREEZING_MASKINGS = ("adversarial", "random_freeze")
 TRAINER_STATE_FILE = "adversarial_state.pt"
 # Eq. 2 divides by each attribute's accuracy; an attribute never recovered in an epoch would get an infinite
 # weight, so accuracies are floored here (weight ratio at most 100 : 1 against a perfectly recovered attribute).
@@ -69,8 +75,9 @@ def build_freeze_book(train_dataset) -> tuple[FreezeBook, np.ndarray]:
 
 
 def last_complete_checkpoint(folder: str) -> str | None:
-    """The newest `checkpoint-<step>` folder of `folder` that holds `trainer_state.json` (the Trainer writes it
-    last) and this trainer's state; `None` when there is none."""
+    """The newest `checkpoint-<step>` folder of `folder` that holds a readable `trainer_state.json` (the Trainer
+    writes it last) and this trainer's state; `None` when there is none. A torn checkpoint (a process killed while
+    writing, a full disk: `trainer_state.json` cut short) is skipped with a warning naming it."""
     if not os.path.isdir(folder):
         return None
     steps = []
@@ -78,10 +85,17 @@ def last_complete_checkpoint(folder: str) -> str | None:
         if name.startswith(f"{PREFIX_CHECKPOINT_DIR}-") and name.rsplit("-", 1)[1].isdigit():
             steps.append((int(name.rsplit("-", 1)[1]), os.path.join(folder, name)))
     for _, path in sorted(steps, reverse=True):
-        if os.path.isfile(os.path.join(path, "trainer_state.json")) and os.path.isfile(
-            os.path.join(path, TRAINER_STATE_FILE)
-        ):
-            return path
+        state = os.path.join(path, "trainer_state.json")
+        if not (os.path.isfile(state) and os.path.isfile(os.path.join(path, TRAINER_STATE_FILE))):
+            continue
+        try:
+            with open(state) as f:
+                json.load(f)
+        except (OSError, ValueError) as error:
+            warnings.warn(f"skipping the unreadable checkpoint {path} ({type(error).__name__}: {error}); resuming "
+                          "from an older one", stacklevel=2)
+            continue
+        return path
     return None
 
 
@@ -117,7 +131,8 @@ class AdversarialTrainer(HubTrainerMixin, Trainer):
             process's stream of pre-tokenized shards (`adversarial_midibert.streaming`).
         eval_dataset (`datasets.Dataset`, *optional*): windows of held-out songs.
         processing_class (`OctupleTokenizer`, *optional*): saved with the model; gives the PAD ids.
-        masking (`str`, *optional*): `"adversarial"` or `"random"`; defaults to `model.config.masking`.
+        masking (`str`, *optional*): `"adversarial"`, `"random"` or `"random_freeze"`; defaults to
+            `model.config.masking`.
         transpose_semitones (`int`, *optional*, defaults to 6): k of the transposition of training batches.
         freeze_book (`FreezeBook`, *optional*): built from `train_dataset` when not given.
         song_rows (`np.ndarray`, *optional*): `song_index -> freeze-book row`, with `freeze_book`.
@@ -174,8 +189,8 @@ class AdversarialTrainer(HubTrainerMixin, Trainer):
         super().__init__(model=model, args=args, **kwargs)
         config = model.config
         self.masking = masking or config.masking
-        if self.masking not in ("adversarial", "random"):
-            raise ValueError(f"masking must be 'adversarial' or 'random', got {self.masking!r}")
+        if self.masking not in MASKINGS:
+            raise ValueError(f"masking must be one of {MASKINGS}, got {self.masking!r}")
         self.transpose_semitones = int(transpose_semitones)
         self.eval_seed = self.args.seed if eval_seed is None else int(eval_seed)
         # Our compute_loss normalises over the whole accumulated batch itself (see get_batch_samples).
@@ -199,10 +214,33 @@ class AdversarialTrainer(HubTrainerMixin, Trainer):
         # One masking stream per process, so the processes corrupt their (different) windows independently.
         self.masking_generator = torch.Generator().manual_seed(self.args.seed * 1_000_003 + self.args.process_index)
         self._eval_generator: torch.Generator | None = None
+        self._random_eval_generator: torch.Generator | None = None
         self._masker_targets_in_batch: torch.Tensor | None = None
         self.model_card_facts: dict[str, Any] = {}
         self.last_evaluation: dict[str, float] = {}
         self.add_callback(_EpochCallback(self))
+
+    # ------------------------------------------------------------------ optimizer
+
+    def create_optimizer(self, model=None):
+        """The Trainer's optimizer, with the masker head's parameters in groups of their own whose learning rate is
+        `config.masker_lr_scale` times the others' (the schedule scales every group alike). Why: the recoverer
+        learns the notes the masker picks at the full rate, so a masker head that learns no faster keeps chasing a
+        ranking that has already changed."""
+        optimizer = super().create_optimizer(model)
+        scale = self._config().masker_learning_rate_scale
+        if scale == 1.0 or getattr(optimizer, "_masker_groups", False):
+            return optimizer
+        masker = {id(p) for p in self.accelerator.unwrap_model(self.model).masker.parameters()}
+        groups = []
+        for group in optimizer.param_groups:
+            for is_masker in (False, True):
+                params = [p for p in group["params"] if (id(p) in masker) == is_masker]
+                if params:
+                    groups.append({**group, "params": params, "lr": group["lr"] * (scale if is_masker else 1.0)})
+        optimizer.param_groups = groups
+        optimizer._masker_groups = True
+        return optimizer
 
     # ------------------------------------------------------------------ batches and loss
 
@@ -223,6 +261,13 @@ class AdversarialTrainer(HubTrainerMixin, Trainer):
             "batches": torch.zeros((), dtype=torch.float64, device=device),
             "windows": torch.zeros((), dtype=torch.float64, device=device),
             "masker_spread": torch.zeros((), dtype=torch.float64, device=device),
+            # masker AUC pairs (concordant, all) and windows whose choice the frozen notes capped
+            "auc_concordant": torch.zeros((), dtype=torch.float64, device=device),
+            "auc_pairs": torch.zeros((), dtype=torch.float64, device=device),
+            "capped": torch.zeros((), dtype=torch.float64, device=device),
+            # evaluation under a fixed uniformly random masking: correct per attribute, masked notes
+            "random_correct": torch.zeros(len(ATTRIBUTES), dtype=torch.float64, device=device),
+            "random_chosen": torch.zeros((), dtype=torch.float64, device=device),
         }
 
     def _config(self):
@@ -233,7 +278,7 @@ class AdversarialTrainer(HubTrainerMixin, Trainer):
         return (batch["input_ids"][..., 3] < config.attribute_vocab_sizes[3]) & batch["attention_mask"].bool()
 
     def _selectable(self, batch, real: torch.Tensor) -> torch.Tensor:
-        if self.masking != "adversarial" or self.freeze_book is None or "song_index" not in batch:
+        if self.masking not in FREEZING_MASKINGS or self.freeze_book is None or "song_index" not in batch:
             return real
         song_index = batch["song_index"].cpu().numpy()
         inside = song_index < len(self.song_rows)
@@ -242,12 +287,16 @@ class AdversarialTrainer(HubTrainerMixin, Trainer):
 
     def _planned_counts(self, real: torch.Tensor, selectable: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Chosen notes and masker targets the model will use for this batch: they depend only on the counts of
-        real and selectable notes, so they are known before the forward (the model's own rules are reused)."""
+        real and selectable notes, so they are known before the forward (the model's own rules are reused). Also
+        counts the windows where frozen notes left fewer selectable notes than p % of the real ones
+        (`capped_fraction` in the logs: there the masker has no choice left)."""
         from modeling_adversarial_midibert import choose_notes, masker_targets
 
         config = self._config()
         no_scores = torch.zeros(real.shape, device=real.device)
         chosen = choose_notes(no_scores, selectable, real.sum(-1), config.mask_percent)
+        uncapped = choose_notes(no_scores, real, real.sum(-1), config.mask_percent)
+        self._log_sums["capped"] += (chosen.sum(-1) < uncapped.sum(-1)).sum().to(self._log_sums["capped"])
         num_targets = torch.zeros((), dtype=torch.long, device=real.device)
         if self.masking == "adversarial":
             # Distinct losses so the hardest and the easiest q % never overlap: only their number matters here.
@@ -319,11 +368,10 @@ class AdversarialTrainer(HubTrainerMixin, Trainer):
             self._epoch_correct += outputs.attribute_correct.detach().double()
             self._epoch_chosen += outputs.num_chosen.detach().double()
         else:
-            self._accumulate_evaluation(inputs["input_ids"], outputs)
+            self._accumulate_evaluation(model, inputs, outputs)
         return (loss, outputs) if return_outputs else loss
 
-    @staticmethod
-    def _accumulate(sums, outputs, real: torch.Tensor) -> None:
+    def _accumulate(self, sums, outputs, real: torch.Tensor) -> None:
         sums["correct"] += outputs.attribute_correct.detach().double()
         sums["chosen"] += outputs.num_chosen.detach().double()
         # Per-micro-batch means as the model reports them (recoverer over its own chosen notes), for logging only.
@@ -331,27 +379,68 @@ class AdversarialTrainer(HubTrainerMixin, Trainer):
         sums["recoverer_loss"] += outputs.note_losses.detach().double().sum() / chosen
         sums["masker_loss"] += outputs.masker_loss.detach().double()
         sums["batches"] += 1
+        sums["windows"] += real.shape[0]
         if outputs.masker_probabilities is not None and bool(real.any()):
             # How far apart the masker's scores are: near 0 it tells no note from another, and its top-p % choice
             # is an arbitrary fixed order rather than the hardest notes.
             sums["masker_spread"] += outputs.masker_probabilities.detach()[real].double().std(correction=0)
+            # How well the masker orders the notes it was trained on in this batch (eq. 3's pairs): cheap, but
+            # on notes it partly chose itself; `eval_masker_auc` asks the same on uniformly random notes.
+            self._add_masker_auc(sums, outputs.masker_logits, outputs.note_losses, outputs.chosen_mask)
 
-    def _accumulate_evaluation(self, input_ids: torch.Tensor, outputs) -> None:
+    def _add_masker_auc(self, sums, masker_logits, note_losses, measured) -> None:
+        from modeling_adversarial_midibert import masker_targets
+
+        targets, has_target = masker_targets(note_losses, measured, self._config().masker_target_percent)
+        concordant, pairs = pairwise_auc_counts(masker_logits, has_target & (targets > 0), has_target & (targets == 0))
+        sums["auc_concordant"] += concordant.to(sums["auc_concordant"])
+        sums["auc_pairs"] += pairs.to(sums["auc_pairs"])
+
+    def _accumulate_evaluation(self, model, inputs, outputs) -> None:
         """Evaluation sums per window, gathered with `gather_for_metrics`: in data-parallel evaluation Accelerate
-        pads the last batch with repeated windows, and those must not be counted twice."""
-        chosen = outputs.chosen_mask
-        correct = [((logits.argmax(-1) == input_ids[..., j]) & chosen).sum(-1) for j, logits in enumerate(outputs.logits)]
-        per_window = torch.stack(correct + [chosen.sum(-1), outputs.note_losses.sum(-1)], dim=-1).double()
-        per_window = self.accelerator.gather_for_metrics(per_window)
+        pads the last batch with repeated windows, and those must not be counted twice.
+
+        Besides the step's own masking (the masker's picks, the current eq. 2 weights), every window is also
+        recovered under a FIXED uniformly random masking with uniform weights: the same notes for every checkpoint
+        and masking mode, so `eval_random_recovery_accuracy` compares them. Its hardest and easiest notes are what
+        `eval_masker_auc` asks the masker (scored on the clean input) to tell apart."""
+        input_ids = inputs["input_ids"]
+        n = len(ATTRIBUTES)
+        uniform = torch.full((n,), 1.0 / n, device=input_ids.device)
+        probe = model(input_ids=input_ids, attention_mask=inputs["attention_mask"], attribute_weights=uniform,
+                      masking="random", generator=self._random_eval_generator)
+        per_window = [self._correct_per_window(input_ids, outputs), self._correct_per_window(input_ids, probe)]
+        per_window.append(torch.stack([outputs.note_losses.sum(-1).double()], dim=-1))
+        auc_columns = torch.zeros(input_ids.shape[0], 2, dtype=torch.float64, device=input_ids.device)
+        if outputs.masker_logits is not None:
+            from modeling_adversarial_midibert import masker_targets
+
+            targets, has_target = masker_targets(probe.note_losses, probe.chosen_mask, self._config().masker_target_percent)
+            for b in range(input_ids.shape[0]):  # per window, so the gathered sums count each window once
+                auc_columns[b] = torch.stack(pairwise_auc_counts(
+                    outputs.masker_logits[b : b + 1], (has_target & (targets > 0))[b : b + 1],
+                    (has_target & (targets == 0))[b : b + 1]))
+        per_window = self.accelerator.gather_for_metrics(torch.cat(per_window + [auc_columns], dim=-1))
         sums = self._eval_sums
         sums["correct"] += per_window[:, :8].sum(0)
         sums["chosen"] += per_window[:, 8].sum()
-        sums["recoverer_loss"] += per_window[:, 9].sum()
+        sums["random_correct"] += per_window[:, 9:17].sum(0)
+        sums["random_chosen"] += per_window[:, 17].sum()
+        sums["recoverer_loss"] += per_window[:, 18].sum()
+        sums["auc_concordant"] += per_window[:, 19].sum()
+        sums["auc_pairs"] += per_window[:, 20].sum()
         sums["windows"] += len(per_window)
         # The masker loss is a mean over the batch's masker targets: averaged over this process's batches, then
         # over the processes (a padded last batch weighs in like any other).
         sums["masker_loss"] += outputs.masker_loss.detach().double()
         sums["batches"] += 1
+
+    @staticmethod
+    def _correct_per_window(input_ids: torch.Tensor, outputs) -> torch.Tensor:
+        # (windows, 9): notes whose attribute j was recovered, then the number of predicted notes.
+        chosen = outputs.chosen_mask
+        correct = [((logits.argmax(-1) == input_ids[..., j]) & chosen).sum(-1) for j, logits in enumerate(outputs.logits)]
+        return torch.stack(correct + [chosen.sum(-1)], dim=-1).double()
 
     def _summarise_evaluation(self, prefix: str) -> dict[str, float]:
         sums = self._eval_sums
@@ -365,21 +454,31 @@ class AdversarialTrainer(HubTrainerMixin, Trainer):
                f"{prefix}windows": float(sums["windows"]),
                f"{prefix}masked_notes": float(sums["chosen"])}
         out.update({f"{prefix}accuracy_{name}": float(sums["correct"][j] / chosen) for j, name in enumerate(ATTRIBUTES)})
+        random_chosen = sums["random_chosen"].clamp(min=1)
+        out[f"{prefix}random_recovery_accuracy"] = float(sums["random_correct"].sum() / (8 * random_chosen))
+        out[f"{prefix}random_masked_notes"] = float(sums["random_chosen"])
+        out.update({f"{prefix}random_recovery_accuracy_{name}": float(sums["random_correct"][j] / random_chosen)
+                    for j, name in enumerate(ATTRIBUTES)})
+        if self.masking == "adversarial":
+            out[f"{prefix}masker_auc"] = auc(sums["auc_concordant"], sums["auc_pairs"])
         return out
 
     def _summarise_training(self, sums) -> dict[str, float]:
-        totals = torch.cat([sums["correct"], torch.stack([sums[k] for k in ("chosen", "recoverer_loss",
-                                                                             "masker_loss", "masker_spread",
-                                                                             "batches")])])
+        names = ("chosen", "recoverer_loss", "masker_loss", "masker_spread", "batches", "windows", "capped",
+                 "auc_concordant", "auc_pairs")
+        totals = torch.cat([sums["correct"], torch.stack([sums[k] for k in names])])
         if self.args.world_size > 1:
             totals = self.accelerator.reduce(totals, reduction="sum")
         totals = totals.cpu()
-        correct, chosen, recoverer, masker, spread, batches = totals[:8], *totals[8:]
+        correct, (chosen, recoverer, masker, spread, batches, windows, capped, concordant, pairs) = totals[:8], totals[8:]
         out = {"recoverer_loss": float(recoverer / batches.clamp(min=1)),
                "masker_loss": float(masker / batches.clamp(min=1)),
                "accuracy": float(correct.sum() / (8 * chosen).clamp(min=1))}
+        if self.masking in FREEZING_MASKINGS:
+            out["capped_fraction"] = float(capped / windows.clamp(min=1))
         if self.masking == "adversarial":
             out["masker_spread"] = float(spread / batches.clamp(min=1))
+            out["masker_auc"] = auc(concordant, pairs)
         out.update({f"accuracy_{name}": float(correct[j] / chosen.clamp(min=1)) for j, name in
                     enumerate(ATTRIBUTES)})
         return out
@@ -406,8 +505,15 @@ class AdversarialTrainer(HubTrainerMixin, Trainer):
         """The Trainer's loop with a freshly seeded masking generator (the same masked notes at every evaluation)
         and per-attribute recovery accuracy summed over all processes."""
         self._eval_generator = torch.Generator().manual_seed(self.eval_seed)
+        # A second fixed stream for the random-masking probe: its notes do not depend on the masking mode.
+        self._random_eval_generator = torch.Generator().manual_seed(self.eval_seed + 1)
         self._eval_sums = self._zero_sums(self.args.device)
-        output = super().evaluation_loop(dataloader, description, True, ignore_keys, metric_key_prefix)
+        # Evaluation must not move the global RNG that training draws dropout from: creating the DataLoader
+        # iterator draws a seed from it, and a run resumed from a checkpoint saved just before an epoch-end
+        # evaluation never repeats that evaluation, so its dropout would drift from the uninterrupted run's.
+        devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
+        with torch.random.fork_rng(devices=devices):
+            output = super().evaluation_loop(dataloader, description, True, ignore_keys, metric_key_prefix)
         output.metrics.update(self._summarise_evaluation(f"{metric_key_prefix}_"))
         self.last_evaluation = dict(output.metrics)
         return output
@@ -434,7 +540,7 @@ class AdversarialTrainer(HubTrainerMixin, Trainer):
             logs.update({f"epoch_accuracy_{n}": float(a) for n, a in zip(ATTRIBUTES, self.last_epoch_accuracy)})
             logs.update({f"weight_{n}": float(w) for n, w in zip(ATTRIBUTES, self.attribute_weights)})
         k = int(self._config().freeze_every_epochs)
-        if self.masking == "adversarial" and self.freeze_book is not None and k > 0 and self.epochs_closed % k == 0:
+        if self.masking in FREEZING_MASKINGS and self.freeze_book is not None and k > 0 and self.epochs_closed % k == 0:
             self.update_freeze_book()
         if self.freeze_book is not None:
             logs["frozen_fraction"] = self.freeze_book.frozen_fraction()
@@ -443,7 +549,7 @@ class AdversarialTrainer(HubTrainerMixin, Trainer):
 
     @torch.no_grad()
     def score_training_set(self) -> dict[int, np.ndarray]:
-        """The masker's probability of every note of every training song (SPEC step 6), `{book row: scores}`.
+        """The masker's logit of every note of every training song (SPEC step 6), `{book row: scores}`.
 
         Each process scores every `world_size`-th window; the pieces are gathered so every process returns the
         same scores. A note in several overlapping windows gets the mean of its scores.
@@ -465,12 +571,12 @@ class AdversarialTrainer(HubTrainerMixin, Trainer):
             ids = batch["input_ids"].to(self.args.device)
             mask = batch["attention_mask"].to(self.args.device)
             with self.accelerator.autocast():
-                probabilities = model.masking_probabilities(ids, mask).float().cpu().numpy()
+                logits = model.masking_logits(ids, mask).float().cpu().numpy()
             lengths = batch["attention_mask"].sum(-1).tolist()
             for b, (index, start, length) in enumerate(
                 zip(batch["song_index"].tolist(), batch["window_start"].tolist(), lengths)
             ):
-                pieces.append((int(self.song_rows[index]), int(start), probabilities[b, 1 : length - 1].copy()))
+                pieces.append((int(self.song_rows[index]), int(start), logits[b, 1 : length - 1].copy()))
         if was_training:
             model.train()
         if world > 1 and not sharded:
@@ -486,9 +592,16 @@ class AdversarialTrainer(HubTrainerMixin, Trainer):
         return {row: sums[row] / np.maximum(counts[row], 1) for row in sums}
 
     def update_freeze_book(self) -> None:
-        """Score the training set and apply one freeze step (top a % frozen, b % of the frozen unfrozen)."""
+        """Score the training set and apply one freeze step (top a % frozen, b % of the frozen unfrozen). With
+        `masking="random_freeze"` the scores are uniform noise, seeded like the unfreezing, so every process and
+        a resumed run freeze the same notes."""
         config = self._config()
-        scores = self.score_training_set()
+        if self.masking == "random_freeze":
+            rng = np.random.default_rng([int(self.args.seed), self.freeze_book.num_updates, 1])
+            book = self.freeze_book
+            scores = {row: rng.random(int(book.num_notes[row])) for row in range(len(book))}
+        else:
+            scores = self.score_training_set()
         self.freeze_book.update(scores, config.freeze_percent, config.unfreeze_percent, seed=self.args.seed)
 
     # ------------------------------------------------------------------ checkpoints
