@@ -133,7 +133,7 @@ class AdversarialMidiBertConfig(PreTrainedConfig):
             recoverer is already training on (with 0, the masker's scores stayed flat: README).
         masker_lr_scale (`float`, *optional*): the masker head's learning rate as a multiple of the rest of the
             network's (`AdversarialTrainer` puts the head in parameter groups of its own). Default (`None`): 1 when
-            the masker loss trains the backbone, 30 when it trains the head alone (measured: README).
+            the masker loss trains the backbone, 20 when it trains the head alone (measured: README).
         masker_feature_layer (`int`, *optional*): which hidden states the masker reads, 0 = the attribute
             embeddings, `num_hidden_layers` = the last layer's output. Default (`None`): the last layer when the
             masker loss trains the backbone; the embeddings when it trains the head alone, since MLM never trains
@@ -226,7 +226,7 @@ class AdversarialMidiBertConfig(PreTrainedConfig):
         """The masker head's learning-rate multiple (`masker_lr_scale` resolved)."""
         if self.masker_lr_scale is not None:
             return float(self.masker_lr_scale)
-        return 1.0 if self.masker_updates_backbone else 30.0
+        return 1.0 if self.masker_updates_backbone else 20.0
 
     def _check(self) -> None:
         def positive(name):

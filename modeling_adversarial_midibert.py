@@ -845,6 +845,8 @@ class AdversarialMidiBertForPreTraining(AdversarialMidiBertPreTrainedModel):
         # a note that is not masked, and on the tiny preset those vectors differed from note to note by a std of
         # 0.025 per dimension (0.67 when the masker loss trains the backbone).
         index = self.config.masker_feature_index
+        if index == 0:  # the embeddings alone: no encoder pass at all (the head-only default, almost free)
+            return self.midibert.embeddings(input_ids)
         last = index == self.config.num_hidden_layers
         outputs = self.midibert(input_ids, attention_mask=attention_mask, output_hidden_states=not last)
         return outputs.last_hidden_state if last else outputs.hidden_states[index]

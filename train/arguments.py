@@ -56,7 +56,7 @@ class ModelArguments:
     masker_lr_scale: float | None = field(
         default=None,
         metadata={"help": "The masker head's learning rate as a multiple of the others'. Default: 1 with "
-                  "--masker_updates_backbone, else 30 (README)."},
+                  "--masker_updates_backbone, else 20 (README)."},
     )
     masker_random_share: float | None = field(
         default=None,

@@ -272,7 +272,8 @@ def main(argv: list[str] | None = None) -> AdversarialTrainer:
             "frozen fraction": None if trainer.freeze_book is None else round(trainer.freeze_book.frozen_fraction(), 4),
             "attribute weights": ", ".join(f"{w:.3f}" for w in trainer.attribute_weights.tolist()),
         },
-        "metrics": {k.removeprefix("eval_"): v for k, v in metrics.items() if "accuracy" in k or k == "eval_loss"},
+        "metrics": {k.removeprefix("eval_"): v for k, v in metrics.items()
+                    if "accuracy" in k or k in ("eval_loss", "eval_masker_auc")},
         "command": "accelerate launch train/pretrain.py " + shlex.join(sys.argv[1:] if argv is None else argv),
     }
     trainer.create_model_card()
