@@ -188,3 +188,15 @@ def test_masker_defaults_follow_the_mode_and_explicit_values_win():
     assert (explicit.masker_feature_index, explicit.masker_learning_rate_scale) == (1, 2.0)
     with pytest.raises(ValueError, match="masker_feature_layer"):
         tiny_config(masker_feature_layer=3)
+
+
+def test_per_sequence_auc_counts_add_up_to_the_totals():
+    scores = torch.randn(4, 12, generator=torch.Generator().manual_seed(1))
+    positive = torch.zeros(4, 12, dtype=torch.bool)
+    negative = torch.zeros(4, 12, dtype=torch.bool)
+    positive[:, :3], negative[:, 6:8] = True, True
+    positive[3] = False  # a window with nothing to rank counts no pair
+    concordant, pairs = pairwise_auc_counts(scores, positive, negative, per_sequence=True)
+    assert pairs.tolist() == [6.0, 6.0, 6.0, 0.0]
+    totals = pairwise_auc_counts(scores, positive, negative)
+    assert float(concordant.sum()) == float(totals[0]) and float(pairs.sum()) == float(totals[1])

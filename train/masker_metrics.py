@@ -21,7 +21,7 @@ def _packed(values: torch.Tensor, keep: torch.Tensor) -> tuple[torch.Tensor, tor
 
 
 def pairwise_auc_counts(
-    scores: torch.Tensor, positive: torch.Tensor, negative: torch.Tensor
+    scores: torch.Tensor, positive: torch.Tensor, negative: torch.Tensor, per_sequence: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """
     Pairs (positive note, negative note) of the SAME sequence, and how many of them the scores order correctly.
@@ -30,9 +30,11 @@ def pairwise_auc_counts(
         scores (`torch.Tensor` of shape `(batch, length)`): higher = more likely positive (masker logits).
         positive (`torch.BoolTensor` of shape `(batch, length)`): notes that should score high.
         negative (`torch.BoolTensor` of shape `(batch, length)`): notes that should score low.
+        per_sequence (`bool`, *optional*, defaults to `False`): counts per sequence, shape `(batch,)`, instead of
+            their totals (data-parallel evaluation gathers per-window rows).
 
     Returns:
-        `tuple(torch.Tensor, torch.Tensor)`: float64 scalars `(concordant, pairs)`; a tie counts one half, so
+        `tuple(torch.Tensor, torch.Tensor)`: float64 `(concordant, pairs)`; a tie counts one half, so
         `concordant / pairs` is the AUC (Mann-Whitney) pooled over every sequence's pairs.
 
     Example:
@@ -51,7 +53,20 @@ def pairwise_auc_counts(
     diff = pos.unsqueeze(-1) - neg.unsqueeze(-2)
     valid = pos_valid.unsqueeze(-1) & neg_valid.unsqueeze(-2)
     concordant = ((diff > 0).double() + 0.5 * (diff == 0).double()) * valid
+    if per_sequence:
+        return concordant.sum((-2, -1)), valid.sum((-2, -1)).double()
     return concordant.sum(), valid.sum().double()
+
+
+def loss_ranked_auc_counts(
+    scores: torch.Tensor, note_losses: torch.Tensor, measured: torch.Tensor, percent: float, per_sequence: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """[`pairwise_auc_counts`] with eq. 3's split: among each sequence's `measured` notes, the `percent` % with the
+    highest recovery loss should score above the `percent` % with the lowest."""
+    from modeling_adversarial_midibert import masker_targets
+
+    targets, has_target = masker_targets(note_losses, measured, percent)
+    return pairwise_auc_counts(scores, has_target & (targets > 0), has_target & (targets == 0), per_sequence)
 
 
 def auc(concordant: float, pairs: float) -> float:

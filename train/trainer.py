@@ -34,7 +34,7 @@ from .collator import OctupleDataCollator
 from .data import song_note_counts
 from .freeze_book import FREEZE_BOOK_NAME, FreezeBook
 from .hub_trainer import HubTrainerMixin
-from .masker_metrics import auc, pairwise_auc_counts
+from .masker_metrics import auc, loss_ranked_auc_counts
 
 ATTRIBUTES = ("bar", "position", "instrument", "pitch", "duration", "velocity", "time_signature", "tempo")
 MASKINGS = ("adversarial", "random", "random_freeze")
@@ -386,15 +386,10 @@ class AdversarialTrainer(HubTrainerMixin, Trainer):
             sums["masker_spread"] += outputs.masker_probabilities.detach()[real].double().std(correction=0)
             # How well the masker orders the notes it was trained on in this batch (eq. 3's pairs): cheap, but
             # on notes it partly chose itself; `eval_masker_auc` asks the same on uniformly random notes.
-            self._add_masker_auc(sums, outputs.masker_logits, outputs.note_losses, outputs.chosen_mask)
-
-    def _add_masker_auc(self, sums, masker_logits, note_losses, measured) -> None:
-        from modeling_adversarial_midibert import masker_targets
-
-        targets, has_target = masker_targets(note_losses, measured, self._config().masker_target_percent)
-        concordant, pairs = pairwise_auc_counts(masker_logits, has_target & (targets > 0), has_target & (targets == 0))
-        sums["auc_concordant"] += concordant.to(sums["auc_concordant"])
-        sums["auc_pairs"] += pairs.to(sums["auc_pairs"])
+            concordant, pairs = loss_ranked_auc_counts(outputs.masker_logits, outputs.note_losses, outputs.chosen_mask,
+                                                       self._config().masker_target_percent)
+            sums["auc_concordant"] += concordant.to(sums["auc_concordant"])
+            sums["auc_pairs"] += pairs.to(sums["auc_pairs"])
 
     def _accumulate_evaluation(self, model, inputs, outputs) -> None:
         """Evaluation sums per window, gathered with `gather_for_metrics`: in data-parallel evaluation Accelerate
@@ -412,14 +407,9 @@ class AdversarialTrainer(HubTrainerMixin, Trainer):
         per_window = [self._correct_per_window(input_ids, outputs), self._correct_per_window(input_ids, probe)]
         per_window.append(torch.stack([outputs.note_losses.sum(-1).double()], dim=-1))
         auc_columns = torch.zeros(input_ids.shape[0], 2, dtype=torch.float64, device=input_ids.device)
-        if outputs.masker_logits is not None:
-            from modeling_adversarial_midibert import masker_targets
-
-            targets, has_target = masker_targets(probe.note_losses, probe.chosen_mask, self._config().masker_target_percent)
-            for b in range(input_ids.shape[0]):  # per window, so the gathered sums count each window once
-                auc_columns[b] = torch.stack(pairwise_auc_counts(
-                    outputs.masker_logits[b : b + 1], (has_target & (targets > 0))[b : b + 1],
-                    (has_target & (targets == 0))[b : b + 1]))
+        if outputs.masker_logits is not None:  # per window, so the gathered sums count each window once
+            auc_columns = torch.stack(loss_ranked_auc_counts(outputs.masker_logits, probe.note_losses, probe.chosen_mask,
+                                                             self._config().masker_target_percent, per_sequence=True), -1)
         per_window = self.accelerator.gather_for_metrics(torch.cat(per_window + [auc_columns], dim=-1))
         sums = self._eval_sums
         sums["correct"] += per_window[:, :8].sum(0)
