@@ -11,7 +11,7 @@ rewritten after every cell to `--summary` (default: `scripts/finetune_study_resu
 
 The sets (a group = a sub-folder of a class folder, so its files share a split):
 - `asap_composers`: ASAP, composers with >= 4 pieces, <composer>/<piece>/<file>.mid, one file per piece (the
-  score where there is one), at most 12 pieces per composer (the first by name);
+  score where there is one);
 - `music21_composers`: music21 corpus by `composer_class`, <class>/<file>.mid, at most 60 files per class (the
   first by name);
 - `emopia_quadrants`: EMOPIA, <quadrant>/<song>/<clip>.mid;
@@ -68,10 +68,6 @@ def build_set(name: str, root: Path, out: Path) -> tuple[Path, list[str]]:
         for r in sorted(rows, key=lambda r: (r["kind"] != "score", r["path"])):  # the score first
             if r["composer"] in kept and len(per_piece[r["piece_folder"]]) < 1:
                 per_piece[r["piece_folder"]].append(r)
-        composer_pieces = defaultdict(list)
-        for piece in sorted(per_piece):
-            composer_pieces[per_piece[piece][0]["composer"]].append(piece)
-        per_piece = {piece: per_piece[piece] for pieces_of in composer_pieces.values() for piece in pieces_of[:12]}
         for r in (r for files in per_piece.values() for r in files):
             piece = _safe(r["piece_folder"].split("/", 1)[-1])
             _link(root / "asap" / r["path"], folder / r["composer"] / piece / _safe(Path(r["path"]).name))
