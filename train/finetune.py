@@ -11,13 +11,17 @@
     # no pre-training (the paper's ablation): a fresh network from a preset
     accelerate launch train/finetune.py --model preset:tiny --recipe melody --output_dir runs/mel_scratch
 
-Any `TrainingArguments` flag works too (`--num_train_epochs`, `--learning_rate`, `--bf16`, `--push_to_hub`...).
+The learning rate, warm-up and epoch count are chosen from the model (width, pre-trained or not) and the data
+(`fit_recipe`), with evaluation every epoch, early stopping on dev macro-F1, the best epoch kept and a
+class-weighted loss; any `TrainingArguments` flag overrides them (`--num_train_epochs`, `--learning_rate`, `--bf16`,
+`--push_to_hub`...).
 Without a given split, songs are split by song / group with `--split_seed`, never by window. Mask fine-tuning
 (`--finetune_mask_percent`, 0 turns it off) and transposition (`--transpose`) act on training batches only;
 evaluation is deterministic and reports accuracy and macro-F1 (window and song level for sequence tasks, note
 level for note tasks). The run leaves in `output_dir`: the model (loadable with `AutoModelFor...Classification`
-and `trust_remote_code=True`, labels in `config.json`), the tokenizer, `finetune_results.json` (metrics, data,
-skipped files with reasons), `confusion_matrix.png` and a model card (`README.md`).
+and `trust_remote_code=True`, labels in `config.json`), the tokenizer, `finetune_results.json` (metrics, the
+majority and note-statistics `baselines` on the same dev windows, warnings, the chosen recipe, the split file by
+file, skipped files with reasons), `confusion_matrix.png` and a model card (`README.md`) with both baselines.
 """
 from __future__ import annotations
 
@@ -432,14 +436,15 @@ def results_table(metrics: dict, baselines: dict | None, level: str, markdown: b
     return "\n".join(lines)
 
 
-def baseline_warning(metrics: dict, baselines: dict | None, level: str) -> str | None:
+def baseline_warning(metrics: dict, baselines: dict | None, level: str, pretrained: bool = False) -> str | None:
     """One plain sentence when the model is not clearly above the majority class or falls below note statistics."""
     key = HEADLINE[level] if HEADLINE[level] in metrics else "macro_f1"
     if not baselines or key not in metrics:
         return None
     model, majority, stats = metrics[key], baselines["majority"][key], baselines["note_statistics"][key]
-    remedies = ("train longer (--num_train_epochs), raise the learning rate (--learning_rate), or start from a "
-                "pre-trained checkpoint (--model)")
+    start = ("start from a checkpoint pre-trained on more music (--model)" if pretrained else
+             "start from a pre-trained checkpoint (--model)")
+    remedies = f"train longer (--num_train_epochs), raise the learning rate (--learning_rate), or {start}"
     name = key.replace("_", " ").replace("macro f1", "macro-F1")
     if model < majority + CLEAR_MARGIN:
         return (f"The model's dev {name} ({model:.3f}) is not clearly above always answering the majority class "
@@ -546,7 +551,7 @@ def main(argv: list[str] | None = None) -> dict:
     train_output = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
     eval_metrics = trainer.evaluate() if has_eval else {}
     metrics = {key.removeprefix("eval_"): value for key, value in eval_metrics.items()}
-    warning = baseline_warning(metrics, baselines, task.level) if has_eval else None
+    warning = baseline_warning(metrics, baselines, task.level, pretrained) if has_eval else None
     if warning:
         warnings.append(warning)
 
