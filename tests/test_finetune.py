@@ -409,3 +409,12 @@ def test_class_weighted_loss_matches_the_head_and_skips_mask_finetuned_notes(tmp
     torch.manual_seed(3)
     assert heavy.compute_loss(model, {"input_ids": ids, "attention_mask": mask, "labels": labels}).item() != \
         pytest.approx(head.item(), rel=1e-3)
+
+
+def test_group_regex_flag_groups_flat_class_folders(tmp_path):
+    data = emopia_class_folders(tmp_path / "set")  # flat: <quadrant>/<clip>.mid, two clips of one Q1 song
+    args, _ = parse_args(["--data", str(data), "--group_regex", r"^(.+)_\d+$", "--eval_fraction", "0.5"])
+    task = resolve_task(args)
+    group = {s.song_id: s.group for s in task.train + task.eval}
+    assert group["Q1/Q1_4dXC1cC7crw_0.mid"] == group["Q1/Q1_4dXC1cC7crw_1.mid"] == "Q1/Q1_4dXC1cC7crw"
+    assert {s.group for s in task.train}.isdisjoint(s.group for s in task.eval)
