@@ -81,7 +81,11 @@ def recovery_probe(mode: str, checkpoint: Path, args: argparse.Namespace) -> dic
     for an adversarial checkpoint, the masker's AUC; plus the curves of its own training log."""
     results = args.out / f"probe_{mode}.json"
     if results.is_file():
-        return json.loads(results.read_text())
+        metrics = json.loads(results.read_text())
+        if args.representation and "representation" not in metrics:  # a later run asked for the probes too
+            metrics["representation"] = representation_probe(checkpoint)
+            results.write_text(json.dumps(metrics, indent=1))
+        return metrics
     from transformers import TrainingArguments
 
     from adversarial_midibert.data import build_window_dataset, find_midi_files
@@ -104,14 +108,18 @@ def recovery_probe(mode: str, checkpoint: Path, args: argparse.Namespace) -> dic
     metrics["final_frozen_fraction"] = curves.get("frozen_fraction", [[None, None]])[-1][1] if curves.get("frozen_fraction") else None
     metrics["final_masker_spread"] = curves.get("masker_spread", [[None, None]])[-1][1] if curves.get("masker_spread") else None
     if args.representation:
-        from adversarial_midibert.representation import run_probe
-
-        rows = run_probe(str(checkpoint), controls=False, retrieval=False, plot=False, progress=False,
-                         num_threads=1)["rows"]["checkpoint"]["probe"]
-        metrics["representation"] = {task: {k: v for k, v in values.items() if not k.endswith("_ci")}
-                                     for task, values in rows.items()}
+        metrics["representation"] = representation_probe(checkpoint)
     results.write_text(json.dumps(metrics, indent=1))
     return metrics
+
+
+def representation_probe(checkpoint: Path) -> dict:
+    """Frozen piece embeddings + logistic regression on the labelled sets (accuracy, macro-F1, balanced accuracy)."""
+    from adversarial_midibert.representation import run_probe
+
+    rows = run_probe(str(checkpoint), controls=False, retrieval=False, plot=False, progress=False,
+                     num_threads=1)["rows"]["checkpoint"]["probe"]
+    return {task: {k: v for k, v in values.items() if not k.endswith("_ci")} for task, values in rows.items()}
 
 
 def finetune(model: str, name: str, task: str, seed: int, args: argparse.Namespace) -> dict:
