@@ -8,6 +8,7 @@ tempo`. The tables are MusicBERT's (see `SPEC.md`, "Octuple tokens"):
   a note's duration in positions is `pos(end) - pos(start)`;
 - bars come from the time-signature changes: a bar of `n/d` holds `n * 64 / d` positions, every change of
   meter starts a new bar at its position (a mid-bar change closes the bar early), 4/4 before the first change;
+  with `ignore_time_signatures=True` every file is read as 4/4 throughout (bars, positions and the attribute);
 - duration: 8 groups of 16 ids, group `g` advancing in steps of `2**g` positions; longer notes get id 127;
 - time signature: every `n/2**k` with `k = 0..6`, `n = 1..2 * 2**k` (254 entries) after MusicBERT's reduction;
 - tempo: `round(12 * log2(clip(bpm, 16, 256) / 16))` (49 ids), the tempo in force at the note's onset;
@@ -59,8 +60,9 @@ DEFAULT_METER = (4, 4)
 SETTINGS_FILE = "octuple_tokenizer.json"
 CONFIG_FILE = "tokenizer_config.json"
 FORMAT_VERSION = 1
-# The constructor arguments saved by `save_pretrained` (files saved before `max_bytes` existed load with its default).
-SETTINGS = ("max_length", "stride", "max_bars", "max_notes", "max_bytes")
+# The constructor arguments saved by `save_pretrained` (files saved before `max_bytes` or `ignore_time_signatures`
+# existed load with their defaults).
+SETTINGS = ("max_length", "stride", "max_bars", "max_notes", "max_bytes", "ignore_time_signatures")
 
 
 def _duration_table() -> np.ndarray:
@@ -245,6 +247,10 @@ class OctupleTokenizer(PushToHubMixin):
             Pieces with more notes are rejected with `MidiError`, so a huge file cannot exhaust memory.
         max_bytes (`int`, *optional*, defaults to 33_554_432 (32 MiB)):
             Larger files and byte strings are rejected with `MidiError` before they are read whole or parsed.
+        ignore_time_signatures (`bool`, *optional*, defaults to `False`):
+            Read every file as 4/4: bars of 64 positions counted from the start, and 4/4 as the time-signature
+            attribute, whatever time-signature events the file holds. For tasks whose labels do not depend on
+            meter, so that a corpus's spurious meter (POP909's 1/4) cannot shape bar and position ids.
 
     Example:
 
@@ -270,7 +276,7 @@ class OctupleTokenizer(PushToHubMixin):
     _auto_class = None
 
     def __init__(self, max_length: int = 1024, stride: int = 0, max_bars: int = 256, max_notes: int = 1_000_000,
-                 max_bytes: int = DEFAULT_MAX_BYTES, name_or_path: str = ""):
+                 max_bytes: int = DEFAULT_MAX_BYTES, ignore_time_signatures: bool = False, name_or_path: str = ""):
         self._check_window_settings(max_length, stride, max_bars)
         if max_notes < 1:
             raise ValueError(f"max_notes must be positive, got {max_notes}")
@@ -281,6 +287,7 @@ class OctupleTokenizer(PushToHubMixin):
         self.max_bars = int(max_bars)
         self.max_notes = int(max_notes)
         self.max_bytes = int(max_bytes)
+        self.ignore_time_signatures = bool(ignore_time_signatures)
         self.name_or_path = str(name_or_path)  # where from_pretrained loaded it, as transformers objects keep it
 
     @staticmethod
@@ -294,7 +301,8 @@ class OctupleTokenizer(PushToHubMixin):
 
     def __repr__(self) -> str:
         return (f"{type(self).__name__}(max_length={self.max_length}, stride={self.stride}, "
-                f"max_bars={self.max_bars}, max_notes={self.max_notes}, max_bytes={self.max_bytes})")
+                f"max_bars={self.max_bars}, max_notes={self.max_notes}, max_bytes={self.max_bytes}, "
+                f"ignore_time_signatures={self.ignore_time_signatures})")
 
     # ------------------------------------------------------------------ parsing
 
@@ -449,7 +457,7 @@ class OctupleTokenizer(PushToHubMixin):
         self._check_timing(score, time, duration, name)
         end = time + duration
         onset = _positions(time, tpq)
-        bar, position, ts_id = self._bars(score, tpq, onset)
+        bar, position, ts_id = self._bars(score, tpq, onset, self.ignore_time_signatures)
         ids = np.empty((n_notes, 8), dtype=np.int64)
         ids[:, 0] = bar
         ids[:, 1] = position
@@ -506,11 +514,12 @@ class OctupleTokenizer(PushToHubMixin):
         return np.lexsort((ids[:, 5], ids[:, 4], ids[:, 3], ids[:, 2], ids[:, 1], ids[:, 0]))
 
     @staticmethod
-    def _bars(score: symusic.Score, tpq: int, onset: np.ndarray):
-        """Global bar, position in bar and time-signature id of each onset (positions)."""
+    def _bars(score: symusic.Score, tpq: int, onset: np.ndarray, ignore_time_signatures: bool = False):
+        """Global bar, position in bar and time-signature id of each onset (positions); every file 4/4 when
+        `ignore_time_signatures`."""
         sig = score.time_signatures.numpy()
         starts, meters = [], []
-        if sig["time"].shape[0]:
+        if sig["time"].shape[0] and not ignore_time_signatures:
             order = np.argsort(sig["time"], kind="stable")
             sig_pos = _positions(np.maximum(sig["time"][order].astype(np.int64), 0), tpq)
             nums = sig["numerator"][order].astype(np.int64)
@@ -874,7 +883,8 @@ class OctupleTokenizer(PushToHubMixin):
 
     def _settings(self) -> dict:
         return {"format_version": FORMAT_VERSION, "max_length": self.max_length, "stride": self.stride,
-                "max_bars": self.max_bars, "max_notes": self.max_notes, "max_bytes": self.max_bytes}
+                "max_bars": self.max_bars, "max_notes": self.max_notes, "max_bytes": self.max_bytes,
+                "ignore_time_signatures": self.ignore_time_signatures}
 
     def save_pretrained(self, save_directory: str | os.PathLike, push_to_hub: bool = False,
                         **kwargs: Any) -> tuple[str, ...]:
@@ -921,8 +931,8 @@ class OctupleTokenizer(PushToHubMixin):
     def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs: Any) -> "OctupleTokenizer":
         """Load a tokenizer saved with `save_pretrained`, from a folder or a Hub repository id.
 
-        Keyword arguments naming a setting (`max_length`, `stride`, `max_bars`, `max_notes`, `max_bytes`) override
-        the saved value; Hub arguments (`revision`, `cache_dir`, `token`, `local_files_only`, ...) are passed to
+        Keyword arguments naming a setting (`max_length`, `stride`, `max_bars`, `max_notes`, `max_bytes`,
+        `ignore_time_signatures`) override the saved value; Hub arguments (`revision`, `cache_dir`, `token`, `local_files_only`, ...) are passed to
         the download.
 
         Example:

@@ -418,3 +418,100 @@ def test_group_regex_flag_groups_flat_class_folders(tmp_path):
     group = {s.song_id: s.group for s in task.train + task.eval}
     assert group["Q1/Q1_4dXC1cC7crw_0.mid"] == group["Q1/Q1_4dXC1cC7crw_1.mid"] == "Q1/Q1_4dXC1cC7crw"
     assert {s.group for s in task.train}.isdisjoint(s.group for s in task.eval)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Tokenizer / model compatibility, checkpoints without a tokenizer, cards that state what was used (issue 14),
+# and the track-role tasks read as 4/4 (issue 13).
+# --------------------------------------------------------------------------------------------------------------
+
+POP909 = str(sample_files("pop909")[0].parent)
+
+
+def saved_checkpoint(folder, tokenizer=True, **config_fields):
+    from configuration_adversarial_midibert import AdversarialMidiBertConfig
+    from modeling_adversarial_midibert import AdversarialMidiBertForPreTraining
+    from tokenization_octuple import OctupleTokenizer
+
+    torch.manual_seed(0)
+    AdversarialMidiBertForPreTraining(AdversarialMidiBertConfig.from_preset("tiny", **config_fields)).save_pretrained(folder)
+    if tokenizer:
+        OctupleTokenizer(max_length=64).save_pretrained(folder)
+    return str(folder)
+
+
+def test_a_model_whose_vocabularies_differ_from_the_tokenizers_is_refused_before_training(tmp_path, capsys):
+    from adversarial_midibert.compatibility import IncompatibleTokenizerError
+    from adversarial_midibert.finetune import cli
+
+    # 64 bar ids: the tokenizer's bar PAD (256) would be an IndexError mid-training.
+    model = saved_checkpoint(tmp_path / "pre", attribute_vocab_sizes=[64, 128, 129, 256, 128, 32, 254, 49])
+    argv = ["--model", model, "--task", "velocity", "--data", POP909, "--output_dir", str(tmp_path / "out"),
+            "--max_steps", "1", "--use_cpu", "true"]
+    args, _ = parse_args(argv)
+    with pytest.raises(IncompatibleTokenizerError, match="has 64 bar ids, the tokenizer 256"):
+        load_model_and_tokenizer(args, resolve_task(args))
+    assert cli(argv) == 2
+    err = capsys.readouterr().err
+    assert err.strip().splitlines()[-1].startswith(f"finetune.py: error: {model} does not fit the Octuple tokenizer")
+    assert "Traceback" not in err and "IndexError" not in err
+    assert not (tmp_path / "out" / "model.safetensors").exists()
+
+
+def test_a_checkpoint_without_tokenizer_files_gets_a_default_with_a_warning(tmp_path, caplog):
+    model = saved_checkpoint(tmp_path / "pre", tokenizer=False, max_position_embeddings=512)
+    args, _ = parse_args(["--model", model, "--task", "velocity", "--data", POP909, "--output_dir", str(tmp_path)])
+    with caplog.at_level("WARNING", logger="adversarial_midibert.compatibility"):
+        _, tokenizer = load_model_and_tokenizer(args, resolve_task(args))
+    warned = [r.getMessage() for r in caplog.records if "no tokenizer files" in r.getMessage()]
+    assert len(warned) == 1 and model in warned[0] and "max_length=512" in warned[0]
+    assert tokenizer.max_length == 512  # bounded by the model's positions, not a fixed 1024
+
+
+def test_fine_tuned_card_states_the_counts_used_and_the_tokenizers_window(tmp_path):
+    out = tmp_path / "out"
+    results = main(FAST + ["--task", "melody", "--data", POP909, "--output_dir", str(out), "--eval_fraction", "0.5",
+                           "--max_train_songs", "2", "--max_eval_songs", "1", "--max_steps", "1",
+                           "--baselines", "false", "--eval_strategy", "no"])
+    assert results["data"]["train"]["files"] == 2 and results["data"]["eval"]["files"] == 1
+    card = (out / "README.md").read_text()
+    data_row = next(line for line in card.splitlines() if line.startswith("| data |"))
+    assert "2 training and 1 dev files used" in data_row and "--max_train_songs 2" in data_row
+    assert "6 songs" not in card  # the folder's size, not what was used
+    assert "A window holds at most 62 notes" in card  # max_length 64, from the run's tokenizer
+    # The melody task reads files as 4/4, and says so in the card, the results and the saved tokenizer.
+    assert "read as 4/4" in card and results["settings"]["ignore_time_signatures"] is True
+    assert json.loads((out / "octuple_tokenizer.json").read_text())["ignore_time_signatures"] is True
+
+
+def fake_pop909_root(root):
+    """A shared-data root holding two sample POP909 songs (both with the 1/4 event), one per split."""
+    files = sample_files("pop909")[:2]
+    (root / "pop909").mkdir(parents=True)
+    with open(root / "pop909" / "manifest.csv", "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["path", "song_id", "midibert_split"])
+        for path, split in zip(files, ("train", "valid")):
+            shutil.copy(path, root / "pop909" / path.name)
+            writer.writerow([path.name, path.stem, split])
+    return root
+
+
+@pytest.mark.parametrize("flag, ignored", [([], True), (["--ignore_time_signatures", "false"], False)],
+                         ids=["default", "turned_off"])
+def test_melody_recipe_tokenizes_as_4_4_unless_turned_off(tmp_path, flag, ignored):
+    from tokenization_octuple import OctupleTokenizer
+
+    root = fake_pop909_root(tmp_path / "shared")
+    args, _ = parse_args(["--model", "preset:tiny", "--max_length", "64", "--recipe", "melody", "--data_root",
+                          str(root), "--output_dir", str(tmp_path / "out"), *flag])
+    task = resolve_task(args)
+    assert task.hidden_attributes == ["time_signature", "tempo"] and task.ignore_time_signatures
+    _, tokenizer = load_model_and_tokenizer(args, task)
+    assert tokenizer.ignore_time_signatures is ignored
+    windows, _, _ = build_split(task.train, tokenizer, task, args, stride=0)
+    first = np.asarray(windows[0]["input_ids"])[1:-1]
+    expected = OctupleTokenizer(max_length=64, ignore_time_signatures=ignored)(task.train[0].path)["input_ids"][0]
+    assert np.array_equal(first, np.asarray(expected)[1:-1])
+    by_file = np.asarray(OctupleTokenizer(max_length=64)(task.train[0].path)["input_ids"][0])[1:-1]
+    assert np.array_equal(first[:, :2], by_file[:, :2]) is not ignored  # the 1/4 bars shape the ids only when read

@@ -524,3 +524,44 @@ def test_meter_and_tempo_event_rules(tok):
     # A piece with no meter or tempo event at all: 4/4 and 120 bpm.
     ids = tok.encode_song(_score(onsets=[0, 1920 * 3 + 30])).ids
     assert ids.tolist() == [[0, 0, 0, 60, 4, 20, 9, 35], [3, 1, 0, 60, 4, 20, 9, 35]]
+
+
+def _pretty_midi_file(path, meter=None):
+    """Two bars' worth of quarter notes at 120 bpm, with a time-signature event at time 0 or none."""
+    midi = pretty_midi.PrettyMIDI(resolution=480)
+    piano = pretty_midi.Instrument(program=0, name="MELODY")
+    for k in range(8):
+        piano.notes.append(pretty_midi.Note(velocity=80, pitch=60 + k, start=0.5 * k + 0.125, end=0.5 * k + 0.4))
+    midi.instruments.append(piano)
+    if meter is not None:
+        midi.time_signature_changes.append(pretty_midi.TimeSignature(*meter, 0.0))
+    midi.write(str(path))
+    return path
+
+
+def test_ignore_time_signatures_reads_every_file_as_4_4(tmp_path):
+    # POP909's spurious 1/4 (issue 13): the same notes with and without it must give the same ids once meter is
+    # ignored, bars and positions included (hiding the time-signature attribute alone leaves them meter-dependent).
+    plain = _pretty_midi_file(tmp_path / "plain.mid")
+    quarter = _pretty_midi_file(tmp_path / "one_four.mid", meter=(1, 4))
+    assert [(t.numerator, t.denominator) for t in symusic.Score(str(quarter)).time_signatures] == [(1, 4)]
+    by_file = OctupleTokenizer()
+    assert not np.array_equal(by_file.encode_song(plain).ids[:, :2], by_file.encode_song(quarter).ids[:, :2])
+    ignoring = OctupleTokenizer(ignore_time_signatures=True)
+    a, b = ignoring.encode_song(plain).ids, ignoring.encode_song(quarter).ids
+    assert np.array_equal(a, b)
+    assert np.array_equal(a, by_file.encode_song(plain).ids)  # a 4/4 file reads the same either way
+    assert set(a[:, 6].tolist()) == {octuple._time_signature_id(4, 4)}
+    assert a[:, 0].tolist() == [0] * 4 + [1] * 4  # 4/4 bars, not one 1/4 bar per beat
+    # Decoding writes 4/4, so the round trip stays exact; the setting is saved and loaded like the others.
+    midi = ignoring.decode(ignoring(quarter)["input_ids"][0])
+    assert [(t.numerator, t.denominator) for t in midi.time_signature_changes] == [(4, 4)]
+    ignoring.save_pretrained(tmp_path / "tok")
+    assert json.loads((tmp_path / "tok" / "octuple_tokenizer.json").read_text())["ignore_time_signatures"] is True
+    assert OctupleTokenizer.from_pretrained(tmp_path / "tok").ignore_time_signatures
+    assert not OctupleTokenizer.from_pretrained(tmp_path / "tok", ignore_time_signatures=False).ignore_time_signatures
+    # The window cache tells the two readings apart.
+    from adversarial_midibert.data import _cache_key, find_midi_files
+
+    sources = find_midi_files(tmp_path)
+    assert _cache_key(sources, by_file, None) != _cache_key(sources, ignoring, None)

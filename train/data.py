@@ -303,7 +303,8 @@ def _cache_key(sources: Sequence[MidiSource], tokenizer: Any, note_labeler: Call
             h.update(f"{os.path.abspath(s.path)}\0{st.st_size if st else -1}\0{st.st_mtime_ns if st else -1}".encode())
         else:
             h.update(hashlib.sha256(s.data).digest())
-    settings = {k: getattr(tokenizer, k, None) for k in ("max_length", "stride", "max_bars", "max_notes", "max_bytes")}
+    settings = {k: getattr(tokenizer, k, None)
+                for k in ("max_length", "stride", "max_bars", "max_notes", "max_bytes", "ignore_time_signatures")}
     h.update(json.dumps(settings, sort_keys=True, default=str).encode())
     # The tokenizer's code is part of the key: a fix in the tokenizer must not be hidden by an old cache.
     h.update(_file_code_hash(inspect.getmodule(type(tokenizer))).encode())

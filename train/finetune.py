@@ -42,6 +42,7 @@ from transformers import EarlyStoppingCallback, HfArgumentParser, TrainingArgume
 from adversarial_midibert.arguments import load_preset
 from adversarial_midibert.baselines import fit_baselines
 from adversarial_midibert.collator import OctupleDataCollator
+from adversarial_midibert.compatibility import check_tokenizer_fits_model, load_tokenizer_or_default
 from adversarial_midibert.data import build_window_dataset, find_midi_files, sources_from_dataset, sources_from_manifest
 from adversarial_midibert.finetune_trainer import FinetuneTrainer, class_weights_from_counts
 from adversarial_midibert.metrics import ClassificationMetrics, argmax_logits, confusion_matrix, save_confusion_matrix
@@ -161,6 +162,11 @@ class FinetuneArguments:
         default=None, metadata={"help": "Random transposition of training windows (default: the task's choice)."}
     )
     transpose_semitones: int = field(default=6, metadata={"help": "k of the transposition: shifts in [-k, k]."})
+    ignore_time_signatures: bool | None = field(
+        default=None, metadata={"help": "Tokenize every file as 4/4, so bar and position ids do not depend on its "
+                                "meter (default: the task's choice, on for the track-role tasks melody, instrument "
+                                "and tracks; --ignore_time_signatures false turns it off)."}
+    )
     class_weighting: str = field(
         default="balanced", metadata={"help": "balanced: class-weighted training loss (n / (classes * n_class), at "
                                       "most 10); none: the plain mean cross-entropy."}
@@ -306,21 +312,24 @@ def load_model_and_tokenizer(args: FinetuneArguments, task: TaskData):
             setattr(config, key, value)
         # ignore_mismatched_sizes: a fine-tuned checkpoint may be fine-tuned again with another label set.
         model = model_class.from_pretrained(args.model, config=config, ignore_mismatched_sizes=True)
-        try:
-            tokenizer = OctupleTokenizer.from_pretrained(args.model)
-        except OSError:
-            tokenizer = OctupleTokenizer()
+        # A checkpoint without tokenizer files gets a default one, with a warning naming its settings.
+        tokenizer = load_tokenizer_or_default(args.model, config)
         if args.max_length:
             tokenizer = OctupleTokenizer(max_length=args.max_length, max_bars=tokenizer.max_bars)
-    if tokenizer.max_length > model.config.max_position_embeddings:
-        raise ValueError(f"windows of {tokenizer.max_length} tokens exceed the model's "
-                         f"max_position_embeddings={model.config.max_position_embeddings}")
+    ignore = task.ignore_time_signatures if args.ignore_time_signatures is None else args.ignore_time_signatures
+    if ignore != tokenizer.ignore_time_signatures:  # the task's reading of meter; the saved tokenizer records it
+        tokenizer = OctupleTokenizer(max_length=tokenizer.max_length, stride=tokenizer.stride,
+                                     max_bars=tokenizer.max_bars, max_notes=tokenizer.max_notes,
+                                     max_bytes=tokenizer.max_bytes, ignore_time_signatures=ignore)
+    # Vocabularies that differ from the tokenizer's would end in an IndexError mid-training: one clear line now.
+    check_tokenizer_fits_model(tokenizer, model.config, model_name=args.model)
     return model, tokenizer
 
 
 def build_split(sources, tokenizer, task: TaskData, args: FinetuneArguments, stride: int):
     """Windows of one split with the columns the collator needs, plus the build report and the song ids."""
-    windows_tokenizer = OctupleTokenizer(max_length=tokenizer.max_length, stride=stride, max_bars=tokenizer.max_bars)
+    windows_tokenizer = OctupleTokenizer(max_length=tokenizer.max_length, stride=stride, max_bars=tokenizer.max_bars,
+                                         ignore_time_signatures=tokenizer.ignore_time_signatures)
     windows, report = build_window_dataset(sources, windows_tokenizer, note_labeler=task.note_labeler,
                                            num_proc=args.num_proc, cache_dir=args.cache_dir)
     song_ids = windows["song_id"] if len(windows) else []
@@ -588,6 +597,7 @@ def main(argv: list[str] | None = None) -> dict:
             "finetune_mask_percent": model.config.finetune_mask_percent,
             "hidden_attributes": list(model.config.hidden_attributes),
             "transpose_semitones": args.transpose_semitones if transpose else 0,
+            "ignore_time_signatures": tokenizer.ignore_time_signatures,
             "split_seed": args.split_seed,
             "max_train_songs": args.max_train_songs,
             "max_eval_songs": args.max_eval_songs,
@@ -612,7 +622,7 @@ def main(argv: list[str] | None = None) -> dict:
             print(results_table(metrics, baselines, task.level))
         for line in warnings[len(warnings) - (1 if warning else 0):]:
             print(f"WARNING: {line}")
-    trainer.model_card_facts = card_facts(task, args, training_args, results)
+    trainer.model_card_facts = card_facts(task, args, training_args, results, tokenizer=tokenizer)
     trainer.create_model_card()
     if training_args.push_to_hub:
         trainer.push_to_hub(commit_message=f"Fine-tuned Adversarial-MidiBERT: {task.name}")
@@ -621,11 +631,17 @@ def main(argv: list[str] | None = None) -> dict:
     return results
 
 
-def card_facts(task: TaskData, args: FinetuneArguments, training_args, results: dict) -> dict:
-    """Keyword arguments of `write_model_card` for this run: the real data, settings and dev metrics."""
+def card_facts(task: TaskData, args: FinetuneArguments, training_args, results: dict, tokenizer=None) -> dict:
+    """Keyword arguments of `write_model_card` for this run: the real data (the counts used), the tokenizer that
+    cut the windows, the settings and the dev metrics."""
     data = results["data"]
+    # The counts this run used (after --max_train_songs / --max_eval_songs), never the corpus's size.
+    subset = [f"{flag} {value}" for flag, value in (("--max_train_songs", args.max_train_songs),
+                                                    ("--max_eval_songs", args.max_eval_songs)) if value is not None]
+    used = (f"{data['train']['files']} training and {data['eval']['files']} dev files used"
+            + (f" (seeded subset: {', '.join(subset)})" if subset else ""))
     summary = {
-        "data": task.description,
+        "data": f"{task.description}; {used}" if task.description else used,
         "train songs (kept / files)": f"{data['train']['songs']} / {data['train']['files']}",
         "train windows": data["train"]["windows"],
         "train notes": data["train"]["notes"],
@@ -651,7 +667,7 @@ def card_facts(task: TaskData, args: FinetuneArguments, training_args, results: 
     named_after = args.recipe or Path(str(args.data or args.manifest or args.hf_dataset).rstrip("/")).stem
     facts = {"base_model": args.model, "datasets": [named_after], "data_summary": summary, "settings": settings,
              "metrics": metrics, "task": task.name, "task_level": task.level, "labels": task.labels,
-             "eval_split": "dev", "command": results["command"]}
+             "eval_split": "dev", "command": results["command"], "tokenizer": tokenizer}
     if results.get("metrics"):
         baselines = results.get("baselines")
         table = results_table(results["metrics"], baselines, task.level, markdown=True)

@@ -97,8 +97,9 @@ def write_model_card(
             `datasets`.
         command (`str`, *optional*): the command line that produced the checkpoint.
         tokenizer (`OctupleTokenizer` or `Mapping`, *optional*): the run's tokenizer (or its settings
-            `max_length`, `stride`, `max_bars`); the card states its window length. Defaults to the tokenizer
-            saved in `output_dir` (`octuple_tokenizer.json`), if any.
+            `max_length`, `stride`, `max_bars`, `ignore_time_signatures`); the card states its window length and
+            whether files are read as 4/4. Defaults to the tokenizer saved in `output_dir`
+            (`octuple_tokenizer.json`), if any.
         license (`str`, *optional*, defaults to `"mit"`): the weights' licence (a Hub licence id).
         tags (`Sequence[str]`, *optional*): extra tags.
         notes (`str`, *optional*): a paragraph placed under the introduction (e.g. how the weights were made).
@@ -173,6 +174,7 @@ def write_model_card(
         "metrics_section": _metrics_section(metrics, eval_split, kind),
         "baselines_section": baselines or "",
         "command_section": f"```bash\n{command}\n```" if command else "The command line was not recorded.",
+        **_window_fields(_tokenizer_settings(tokenizer, output_dir)),
     }
     if kind == "pretrained":
         masking = str((settings or {}).get("masking", "adversarial"))
@@ -180,7 +182,6 @@ def write_model_card(
             "plain random masked modelling (the paper's ablation baseline)" if masking == "random" else
             "adversarial masked modelling: a masker network chooses which notes to mask, avoiding notes that "
             "cannot be inferred from their context")
-        fields.update(_window_fields(_tokenizer_settings(tokenizer, output_dir)))
     else:
         title, description = _TASKS.get(task, (task.replace("_", " "), f"a {task_level}-level task."))
         fields.update(
@@ -230,21 +231,26 @@ def _tokenizer_settings(tokenizer: Any, output_dir: Path) -> dict[str, int]:
 
         tokenizer = json.loads(saved.read_text(encoding="utf-8"))
     get = tokenizer.get if isinstance(tokenizer, Mapping) else lambda key: getattr(tokenizer, key, None)
-    return {key: int(get(key)) for key in ("max_length", "stride", "max_bars") if get(key) is not None}
+    settings = {key: int(get(key)) for key in ("max_length", "stride", "max_bars") if get(key) is not None}
+    if get("ignore_time_signatures"):
+        settings["ignore_time_signatures"] = 1
+    return settings
 
 
 def _window_fields(window: Mapping[str, int]) -> dict[str, str]:
     """Template text on the windows this model was trained on, from its tokenizer (never a fixed number)."""
+    meter = (" Every file is read as 4/4 (the tokenizer's `ignore_time_signatures`): bars and positions do not "
+             "follow the file's time signatures." if window.get("ignore_time_signatures") else "")
     if "max_length" not in window:
         return {"window_description": "windows (as long as the saved tokenizer's `max_length` allows)",
-                "window_limit": "A window holds at most the saved tokenizer's `max_length` - 2 notes."}
+                "window_limit": "A window holds at most the saved tokenizer's `max_length` - 2 notes." + meter}
     notes, bars = window["max_length"] - 2, window.get("max_bars")
     span = f" and {bars} bars" if bars else ""
     shared = f", consecutive windows sharing {window['stride']} notes" if window.get("stride") else ""
     return {"window_description": f"windows of at most {notes} notes ({window['max_length']} tokens with BOS and "
                                   f"EOS){span}{shared}, as in training",
             "window_limit": f"A window holds at most {notes} notes{span} (the tokenizer this model was trained "
-                            f"with); longer pieces are read window by window."}
+                            f"with); longer pieces are read window by window." + meter}
 
 
 def _without_local_paths(text: str) -> str:

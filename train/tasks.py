@@ -327,6 +327,8 @@ class TaskData:
         note_labeler (*optional*): for token tasks, ``(song, source) -> (n_notes,)`` label ids.
         hidden_attributes (`list[str]`): attributes replaced by MASK in the classifier input (velocity task).
         transpose (`bool`): whether random transposition of training batches is allowed (labels key-independent).
+        ignore_time_signatures (`bool`): tokenize every file as 4/4 (`OctupleTokenizer(ignore_time_signatures=True)`):
+            bar and position ids then do not depend on the file's meter (track-role tasks, `METER_FREE_TASKS`).
         description (`str`): the data and split, in words, for the model card.
     """
 
@@ -338,6 +340,7 @@ class TaskData:
     note_labeler: NoteLabeler | None = None
     hidden_attributes: list[str] = field(default_factory=list)
     transpose: bool = False
+    ignore_time_signatures: bool = False
     description: str = ""
 
     @property
@@ -370,10 +373,13 @@ NOTE_TASKS: dict[str, Callable[[], NoteLabeler]] = {
 
 # Track roles (melody / bridge / accompaniment, instrument families) do not depend on meter or tempo, but a corpus
 # can tie them to its own quirks: POP909's files carry a spurious 1/4 time signature, and a melody model that sees
-# it calls a merged one-track file without that event all accompaniment. These tasks never see the two attributes.
+# it calls a merged one-track file without that event all accompaniment. These tasks never see the two attributes,
+# and their files are tokenized as 4/4 (`ignore_time_signatures`): hiding the attribute alone leaves the meter in
+# the bar and position ids, since bars are counted from the time signatures (a 1/4 bar holds 16 positions, not 64).
 METER_FREE_HIDDEN = ["time_signature", "tempo"]
 HIDDEN_ATTRIBUTES = {"velocity": ["velocity"], "melody": METER_FREE_HIDDEN, "tracks": METER_FREE_HIDDEN,
                      "instrument": METER_FREE_HIDDEN}
+METER_FREE_TASKS = ("melody", "tracks", "instrument")
 
 
 def note_task(name: str, track_mapping: str | None = None) -> tuple[NoteLabeler, list[str]]:
@@ -425,13 +431,14 @@ def make_task(
         check_labels(train, dev)
         return TaskData(
             name, SEQUENCE, labels, train, dev, transpose=bool(transpose),
-            description=description or f"{len(train) + len(dev)} labelled songs, {split_text}",
+            description=description or f"labelled songs, {split_text}",
         )
     labeler, hidden = note_task(name, track_mapping)
     return TaskData(
         name, TOKEN, list(labeler.labels), train, dev, note_labeler=labeler, hidden_attributes=hidden,
-        transpose=True if transpose is None else transpose,
-        description=description or f"{len(train) + len(dev)} songs, note labels from {labeler.kind}, {split_text}",
+        transpose=True if transpose is None else transpose, ignore_time_signatures=name in METER_FREE_TASKS,
+        # No song count here: a run may use a subset (--max_train_songs); the card states the counts it used.
+        description=description or f"note labels from {labeler.kind}, {split_text}",
     )
 
 
@@ -506,6 +513,7 @@ def _melody(root: Path, seed: int) -> TaskData:
     labeler = TrackNameLabeler.pop909()
     return TaskData("melody", TOKEN, list(labeler.labels), train, dev, note_labeler=labeler,
                     hidden_attributes=list(HIDDEN_ATTRIBUTES["melody"]), transpose=True,
+                    ignore_time_signatures=True,
                     description="POP909 songs, note labels from tracks MELODY/BRIDGE/PIANO; MidiBERT split "
                                 "(midibert_split train/valid, 'excluded' songs left out)")
 
