@@ -30,6 +30,8 @@ import torch
 from transformers import Trainer, TrainerCallback
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
+from configuration_adversarial_midibert import MASKINGS
+
 from .collator import OctupleDataCollator
 from .data import song_note_counts
 from .freeze_book import FREEZE_BOOK_NAME, FreezeBook
@@ -37,7 +39,6 @@ from .hub_trainer import HubTrainerMixin
 from .masker_metrics import auc, loss_ranked_auc_counts
 
 ATTRIBUTES = ("bar", "position", "instrument", "pitch", "duration", "velocity", "time_signature", "tempo")
-MASKINGS = ("adversarial", "random", "random_freeze")
 # The masking modes that keep a freeze book: the method itself, and random choice with the same freezing (control).
 FREEZING_MASKINGS = ("adversarial", "random_freeze")
 TRAINER_STATE_FILE = "adversarial_state.pt"
