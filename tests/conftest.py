@@ -31,6 +31,16 @@ else:
     _hypothesis_settings.load_profile("adversarial-midibert")
 
 
+def load_module(path: Path, name: str):
+    """Import a script or fixture generator that is not a package module (e.g. `fixtures/make_fixtures.py`)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def sample_files(folder: str | None = None) -> list[Path]:
     """The shipped sample MIDI files (all, or one sub-folder: pop909, emopia, giantmidi_eval), sorted."""
     root = SAMPLE_MIDI / folder if folder else SAMPLE_MIDI

@@ -1,5 +1,6 @@
 """Hostile and odd input (issue 14): bad folders end in one clear error, 32-bit tick overflow, unbounded reads,
 entries a folder scan used to drop silently."""
+import itertools
 import json
 import os
 import shutil
@@ -7,12 +8,13 @@ import threading
 
 import numpy as np
 import pytest
-from conftest import FIXTURES, sample_files
+from conftest import FIXTURES, load_module, sample_files
 
 from adversarial_midibert.data import BuildReport, MidiSource, NoUsableMidiError, build_window_dataset, find_midi_files
 from adversarial_midibert.streaming import write_shards
 from tokenization_octuple import MidiError, OctupleTokenizer
 
+make_fixtures = load_module(FIXTURES / "make_fixtures.py", "make_fixtures")
 BAD_FIXTURES = ("empty.mid", "garbage.mid", "truncated.mid")
 MAX_DELTA = 0x0FFFFFFF  # the largest delta-time a MIDI event can carry (4-byte variable-length quantity)
 needs_fifo = pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs on this system")
@@ -23,20 +25,10 @@ def tok():
     return OctupleTokenizer(max_length=64)
 
 
-def vlq(n: int) -> bytes:
-    out = [n & 0x7F]
-    n >>= 7
-    while n:
-        out.append(0x80 | (n & 0x7F))
-        n >>= 7
-    return bytes(reversed(out))
-
-
 def one_track_midi(events: list[tuple[int, bytes]], tpq: int = 480) -> bytes:
-    """A format-0 file from `(delta, event bytes)` pairs."""
-    body = b"".join(vlq(delta) + event for delta, event in events) + b"\x00\xff\x2f\x00"
-    header = b"MThd" + (6).to_bytes(4, "big") + (0).to_bytes(2, "big") + (1).to_bytes(2, "big") + tpq.to_bytes(2, "big")
-    return header + b"MTrk" + len(body).to_bytes(4, "big") + body
+    """A format-0 file from `(delta, event bytes)` pairs (deltas, so a long wait is several legal delta-times)."""
+    ticks = itertools.accumulate(delta for delta, _ in events)
+    return make_fixtures.smf(0, tpq, [[(tick, event) for tick, (_, event) in zip(ticks, events)]])
 
 
 def note_on(pitch):

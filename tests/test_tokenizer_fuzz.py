@@ -2,26 +2,17 @@
 tokenizes must survive decode -> encode exactly. `scripts/fuzz_tokenizer.py` runs the same mutations at scale
 (10,000+ inputs); here a fixed-seed share keeps CI fast and deterministic."""
 
-import importlib.util
-
 import numpy as np
 import pytest
-from conftest import FIXTURES, REPO
+from conftest import FIXTURES, REPO, load_module
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tokenization_octuple import MidiError, OctupleTokenizer
 
 
-def _load(path, name):
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-fuzz = _load(REPO / "scripts" / "fuzz_tokenizer.py", "fuzz_tokenizer")
-smf = _load(FIXTURES / "make_fixtures.py", "make_fixtures")
+fuzz = load_module(REPO / "scripts" / "fuzz_tokenizer.py", "fuzz_tokenizer")
+smf = load_module(FIXTURES / "make_fixtures.py", "make_fixtures")
 TOK = OctupleTokenizer(max_length=64, max_notes=50_000)
 FAST = settings(max_examples=60, deadline=None, derandomize=True, database=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
