@@ -127,6 +127,11 @@ class AdversarialMidiBertConfig(PreTrainedConfig):
         unfreeze_percent (`float`, *optional*, defaults to 10): b, the % of frozen notes released again.
         freeze_every_epochs (`int`, *optional*, defaults to 15): k; 0 never freezes (adversarial masking without
             the freeze book, an ablation).
+        freeze_rank_momentum (`float`, *optional*, defaults to 0.7): m in [0, 1). Each freeze update ranks a song's
+            notes by m * their previous (smoothed) rank + (1 - m) * this update's rank instead of this update's
+            scores alone (m = 0, the paper). Why: a masker that is still learning reorders its notes between
+            updates, and each reordering freezes a new a % (head-only main job, k = 1: 60 % frozen with 0, at most
+            half with 0.7; README). A masker that keeps its ranking freezes the same notes either way.
         masker_random_share (`float`, *optional*, defaults to 0.5): share of each sequence's chosen notes drawn
             uniformly from its selectable notes instead of the masker's top scores. Eq. 3 then ranks a mix of the
             masker's picks and random ones, so the masker learns how hard ALL notes are, not only the ones the
@@ -195,6 +200,7 @@ class AdversarialMidiBertConfig(PreTrainedConfig):
     freeze_percent: float = 30
     unfreeze_percent: float = 10
     freeze_every_epochs: int = 15
+    freeze_rank_momentum: float = 0.7
     masker_random_share: float = 0.5
     masker_lr_scale: float | None = None
     masker_feature_layer: int | None = None
@@ -271,6 +277,8 @@ class AdversarialMidiBertConfig(PreTrainedConfig):
         if self.masker_feature_layer is not None and not 0 <= self.masker_feature_layer <= self.num_hidden_layers:
             raise ValueError(f"`masker_feature_layer` must lie in 0..{self.num_hidden_layers} (0 = the embeddings) or "
                              f"be None, got {self.masker_feature_layer}")
+        if not 0 <= self.freeze_rank_momentum < 1:
+            raise ValueError(f"`freeze_rank_momentum` must lie in [0, 1), got {self.freeze_rank_momentum}")
         if self.masker_lr_scale is not None and not self.masker_lr_scale > 0:
             raise ValueError(f"`masker_lr_scale` must be > 0 or None, got {self.masker_lr_scale}")
         for name in ("mask_token_ratio", "random_token_ratio", "masker_random_share", "hidden_dropout_prob",

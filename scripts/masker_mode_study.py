@@ -123,13 +123,14 @@ def representation_probe(checkpoint: Path) -> dict:
 
 
 def finetune(model: str, name: str, task: str, seed: int, args: argparse.Namespace) -> dict:
+    """One fine-tuning run's `finetune_results.json` (dev metrics and the same split's baselines)."""
     out = args.out / f"ft_{name}_{task}_s{seed}"
     results = out / "finetune_results.json"
     if not results.is_file():
         command = [sys.executable, "train/finetune.py", "--model", model, *TASKS[task], *FINETUNE_COMMON,
                    "--seed", str(seed), "--cache_dir", str(args.out / "cache"), "--output_dir", str(out)]
         run_logged(command, args.out / f"ft_{name}_{task}_s{seed}.log")
-    return json.loads(results.read_text())["metrics"]
+    return json.loads(results.read_text())
 
 
 def summarise(values: list[float]) -> str:
@@ -163,14 +164,21 @@ def main() -> None:
     table = {name: {task: [finetune(model, name, task, seed, args) for seed in args.seeds] for task in args.tasks}
              for name, model in models.items()}
 
+    # The split is the same for every run (--split_seed is not varied), so one run's baselines stand for all.
+    baselines = ("majority", "note_statistics")
     lines = [f"Pre-training: tiny preset, {args.songs} Pop1K7 songs, {args.epochs} epochs, freeze book every "
-             f"{args.freeze_every}; fine-tuning seeds {args.seeds} (mean ± half range). Accuracy / macro-F1 on dev.",
-             "", "| task | " + " | ".join(models) + " |", "|---" * (len(models) + 1) + "|"]
+             f"{args.freeze_every}; fine-tuning seeds {args.seeds} (mean ± half range). Accuracy / macro-F1 on dev, "
+             "beside the majority class and note-statistics logistic regression on the same split.",
+             "", "| task | " + " | ".join([*models, *baselines]) + " |", "|---" * (len(models) + 3) + "|"]
     for task in args.tasks:
         cells = []
         for name in models:
-            runs = table[name][task]
+            runs = [r["metrics"] for r in table[name][task]]
             cells.append(summarise([r["accuracy"] for r in runs]) + " / " + summarise([r["macro_f1"] for r in runs]))
+        first = next(iter(table.values()))[task][0].get("baselines", {})
+        for baseline in baselines:
+            values = first.get(baseline)
+            cells.append(f"{values['accuracy']:.3f} / {values['macro_f1']:.3f}" if values else "–")
         lines.append(f"| {task} | " + " | ".join(cells) + " |")
     lines += ["", f"Held-out probes ({args.probe_songs} Pop1K7 songs no run saw): recovery under one fixed random "
               "masking (8 attributes / pitch / duration / position), the masker's AUC on those notes, and the end of "
@@ -197,7 +205,11 @@ def main() -> None:
         lines += ["", "Pre-training wall time: " + ", ".join(timing)]
     report = "\n".join(lines) + "\n"
     (args.out / "summary.md").write_text(report)
-    (args.out / "summary.json").write_text(json.dumps(table, indent=1))
+    (args.out / "summary.json").write_text(json.dumps(
+        {name: {task: [{"seed": seed, "metrics": r["metrics"], "baselines": {b: r.get("baselines", {}).get(b)
+                                                                            for b in baselines}}
+                       for seed, r in zip(args.seeds, runs)] for task, runs in tasks.items()}
+         for name, tasks in table.items()}, indent=1))
     print(report)
 
 

@@ -59,6 +59,68 @@ def test_changing_rankings_grow_the_set_but_stay_bounded_by_release():
     assert 0.6 < book.frozen_fraction() < 0.85
 
 
+@pytest.mark.parametrize("momentum", [0.0, 0.7])
+def test_consistent_ranking_freezes_the_same_notes_with_or_without_rank_momentum(momentum):
+    book = FreezeBook(["song"], [1000])
+    scores = {0: np.linspace(1.0, 0.0, 1000)}
+    for _ in range(6):
+        book.update(scores, freeze_percent=30, unfreeze_percent=10, seed=5, momentum=momentum)
+        assert book.frozen_fraction() == 0.27
+    assert not book.frozen(0)[300:].any()
+
+
+def test_rank_momentum_keeps_a_masker_that_changes_its_mind_from_freezing_a_new_set_each_time():
+    # Scores that drift (each update only 20 % correlated with the last, like the head-only masker while it
+    # learns) freeze about 0.7 of the song by the paper's rule; smoothed ranks keep the ranking, and the
+    # frozen set, closer to the last update's.
+    def frozen_after(momentum):
+        rng = np.random.default_rng(0)
+        book, z = FreezeBook(["song"], [4000]), rng.standard_normal(4000)
+        for _ in range(15):
+            book.update({0: z}, freeze_percent=30, unfreeze_percent=10, seed=2, momentum=momentum)
+            z = 0.2 * z + np.sqrt(1 - 0.2**2) * rng.standard_normal(4000)
+        return book.frozen_fraction()
+
+    assert frozen_after(0.0) > 0.65
+    assert frozen_after(0.7) < 0.6
+
+
+def test_rank_momentum_blends_the_previous_ranks_by_hand():
+    # 5 notes ranked 0..255 in steps of 63.75 (stored rounded: 255, 191, 128, 64, 0). Update 1 ranks note 0
+    # highest; update 2 (reversed scores) alone would rank note 4 highest, but with m = 0.75 note 0 keeps
+    # 0.75 * 255 + 0.25 * 0 = 191.25 -> 191 and note 4 gets 0.25 * 255 = 63.75 -> 64: the top note (a = 20 %)
+    # is still note 0.
+    book = FreezeBook(["s"], [5])
+    scores = np.array([5.0, 4.0, 3.0, 2.0, 1.0])
+    book.update({0: scores}, freeze_percent=20, unfreeze_percent=0, seed=0, momentum=0.75)
+    assert book.ranks.tolist() == [255, 191, 128, 64, 0]
+    book.update({0: -scores}, freeze_percent=20, unfreeze_percent=0, seed=0, momentum=0.75)
+    assert book.ranks.tolist() == [191, 159, 128, 96, 64]
+    assert book.frozen(0).nonzero()[0].tolist() == [0]
+    with pytest.raises(ValueError, match="momentum"):
+        book.update({0: scores}, freeze_percent=20, unfreeze_percent=0, seed=0, momentum=1.0)
+
+
+def test_ranks_survive_save_load_and_subset(tmp_path):
+    book = FreezeBook(["a", "b"], [7, 9])
+    rng = np.random.default_rng(3)
+    book.update({0: rng.random(7), 1: rng.random(9)}, freeze_percent=30, unfreeze_percent=10, seed=0, momentum=0.5)
+    book.save(tmp_path / "book.npz")
+    again = FreezeBook(["b", "a"], [9, 7])  # another order: remapped by song id
+    again.load_state_dict(np.load(tmp_path / "book.npz"))
+    np.testing.assert_array_equal(again.ranks[:9], book.ranks[7:])
+    np.testing.assert_array_equal(again.ranks[9:], book.ranks[:7])
+    assert FreezeBook.load(tmp_path / "book.npz").digest() == book.digest()
+    part = book.subset(["b"])
+    np.testing.assert_array_equal(part.ranks, book.ranks[7:])
+    # The next update continues from the saved ranks: the same bits as the book that never stopped.
+    scores = {0: rng.random(7), 1: rng.random(9)}
+    resumed = FreezeBook.load(tmp_path / "book.npz")
+    for b in (book, resumed):
+        b.update(scores, freeze_percent=30, unfreeze_percent=10, seed=0, momentum=0.5)
+    assert resumed.digest() == book.digest()
+
+
 def test_update_unfreezes_percent_of_frozen_at_random_and_is_seeded():
     scores = {0: np.arange(20, dtype=float), 1: np.arange(10, dtype=float)[::-1]}
     books = []

@@ -48,6 +48,11 @@ class ModelArguments:
         default=None, metadata={"help": "k: update the freeze book every k epochs; 0 never freezes (the "
                                 "no-freezing ablation). Default: the preset's."}
     )
+    freeze_rank_momentum: float | None = field(
+        default=None, metadata={"help": "Weight of the past freeze updates' ranks when ranking a song's notes for "
+                                "freezing, in [0, 1); 0 = the paper's rule (rank by this update's scores only). "
+                                "Default: the preset's (0.7; README)."}
+    )
     masker_feature_layer: int | None = field(
         default=None,
         metadata={"help": "Which hidden states the masker reads: 0 = the embeddings, the number of layers = the "

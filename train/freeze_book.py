@@ -3,7 +3,9 @@
 A set bit means the note is frozen: the masker may not choose it. The book is keyed by song id and by the note's
 index in the song's sorted notes, so overlapping windows (stride > 0) read and write the same bits. It is stored
 as ONE packed bit array (`numpy.packbits`) with per-song offsets: 1 bit per note, so a corpus of 300 k songs of
-3 k notes takes about 110 MB of bits, not 900 M Python objects.
+3 k notes takes about 110 MB of bits, not 900 M Python objects. Updates with rank momentum (the default of
+`config.freeze_rank_momentum`) also keep one byte per note, each note's smoothed rank in its song: 900 MB more
+for that corpus.
 
 Every data-parallel process must hold the same book. `FreezeBook.update` is a pure function of the book, the
 scores and the seed, so every process that feeds it the same (gathered) scores ends with identical bits.
@@ -58,6 +60,11 @@ class FreezeBook:
             raise ValueError("note counts must be >= 0")
         self.offsets = np.concatenate([[0], np.cumsum(self.num_notes)]).astype(np.int64)
         self.bits = self.bits_for(int(self.offsets[-1]))
+        # Smoothed within-song rank of each note, 0 (lowest score) .. 255 (highest), allocated by the first update
+        # with momentum (a book without momentum stays at 1 bit per note); valid for the songs in `ranked`, so a
+        # song first scored late starts from its own ranking, not from zeros.
+        self.ranks: np.ndarray | None = None
+        self.ranked = np.zeros(len(self.song_ids), dtype=bool)
         self.num_updates = 0
 
     @staticmethod
@@ -141,6 +148,7 @@ class FreezeBook:
         freeze_percent: float,
         unfreeze_percent: float,
         seed: int,
+        momentum: float = 0.0,
     ) -> None:
         """One freeze step (SPEC.md step 6), in place, for the songs in `scores`.
 
@@ -149,7 +157,13 @@ class FreezeBook:
         frozen set are unfrozen, uniformly at random. A masker that keeps its ranking therefore holds about
         a * (1 - b) % of each song frozen (27 % with a = 30, b = 10); only a masker that changes its mind grows
         the set. Ranking only the unfrozen notes instead would freeze a % more at every update and saturate at
-        1 - b after a few updates, leaving the masker nothing to choose. Ties go to the earlier note.
+        1 - b after a few updates, leaving the masker nothing to choose.
+
+        With `momentum` m > 0 the ranking is of the note's smoothed rank, m * previous + (1 - m) * this update's
+        (ranks as 0..255 within the song, ties broken by this update's score, then by the earlier note). Why: a
+        masker that is still learning reorders its notes between updates (rank correlation 0.2 between two
+        epochs of the head-only main job), and every reordering freezes a new 30 %; m = 0.7 kept that run below
+        half frozen (README). m = 0 is the paper's rule; a consistent ranking gives the same set either way.
 
         Args:
             scores (`Mapping[int, np.ndarray]`):
@@ -160,17 +174,21 @@ class FreezeBook:
             seed (`int`):
                 Seed of the random unfreezing; the generator is derived from `(seed, number of past updates)`, so a
                 resumed run and every data-parallel process draw the same notes.
+            momentum (`float`, *optional*, defaults to 0): weight of the past ranks, in [0, 1).
         """
+        if not 0 <= momentum < 1:
+            raise ValueError(f"momentum must lie in [0, 1), got {momentum}")
         rng = np.random.default_rng([int(seed), self.num_updates])
         for row in sorted(scores):
             score = np.asarray(scores[row], dtype=np.float64).reshape(-1)
             n = int(self.num_notes[row])
             if len(score) != n:
                 raise ValueError(f"song {self.song_ids[row]!r} has {n} notes, got {len(score)} scores")
+            order = self._smoothed_order(row, score, momentum)
             frozen = self.frozen(row)
             n_freeze = _count(freeze_percent, n)
             if n_freeze:
-                frozen[np.argsort(-score, kind="stable")[:n_freeze]] = True
+                frozen[order[:n_freeze]] = True
             frozen_notes = np.flatnonzero(frozen)
             n_unfreeze = _count(unfreeze_percent, len(frozen_notes))
             if n_unfreeze:
@@ -178,22 +196,47 @@ class FreezeBook:
             self.set_frozen(row, frozen)
         self.num_updates += 1
 
+    def _smoothed_order(self, row: int, score: np.ndarray, momentum: float) -> np.ndarray:
+        """Song `row`'s notes, highest (smoothed) rank first; updates the stored ranks."""
+        n = len(score)
+        by_score = np.argsort(-score, kind="stable")  # highest score first, ties to the earlier note
+        if momentum == 0 or n < 2:
+            return by_score
+        rank = np.empty(n, dtype=np.float64)
+        rank[by_score] = np.linspace(255.0, 0.0, n)
+        if self.ranks is None:
+            self.ranks = np.zeros(self.total_notes, dtype=np.uint8)
+        base = int(self.offsets[row])
+        stored = self.ranks[base : base + n]
+        if self.ranked[row]:
+            rank = momentum * stored + (1.0 - momentum) * rank
+        stored[:] = np.rint(rank).astype(np.uint8)
+        self.ranked[row] = True
+        # Primary key the stored (rounded) rank, descending; ties keep by_score's order.
+        return by_score[np.argsort(-stored[by_score].astype(np.int16), kind="stable")]
+
     def digest(self) -> str:
         """A short hash of ids, counts and bits: equal digests mean equal books (used to compare processes)."""
         h = hashlib.sha256()
         h.update("\0".join(self.song_ids).encode())
         h.update(self.num_notes.tobytes())
         h.update(self.bits.tobytes())
+        if self.ranks is not None:
+            h.update(self.ranks.tobytes())
+            h.update(self.ranked.tobytes())
         h.update(str(self.num_updates).encode())
         return h.hexdigest()[:16]
 
     def state_dict(self) -> dict[str, np.ndarray]:
-        return {
+        state = {
             "song_ids": np.asarray(self.song_ids, dtype=np.str_),
             "num_notes": self.num_notes.copy(),
             "bits": self.bits.copy(),
             "num_updates": np.asarray(self.num_updates, dtype=np.int64),
         }
+        if self.ranks is not None:
+            state.update(ranks=self.ranks.copy(), ranked=self.ranked.copy())
+        return state
 
     def load_state_dict(self, state: Mapping[str, np.ndarray]) -> None:
         """Restore bits saved by `state_dict`, matching songs by id.
@@ -213,12 +256,29 @@ class FreezeBook:
                     f"song {song_id!r}: {self.num_notes[row]} notes here, "
                     f"{saved.num_notes[saved.row_of[song_id]]} in the saved freeze book"
                 )
+        if "ranks" in state:  # a book without momentum (or saved before it existed) has none
+            saved.ranks = np.asarray(state["ranks"], dtype=np.uint8).copy()
+            saved.ranked = np.asarray(state["ranked"], dtype=bool).copy()
+            if len(saved.ranks) != saved.total_notes or len(saved.ranked) != len(saved):
+                raise ValueError("the saved freeze book's ranks do not match its note counts")
         if saved.song_ids == self.song_ids:
-            self.bits = saved.bits
+            self.bits, self.ranks, self.ranked = saved.bits, saved.ranks, saved.ranked
         else:
             for row, song_id in enumerate(self.song_ids):
-                self.set_frozen(row, saved.frozen(saved.row_of[song_id]))
+                self.copy_song(saved, saved.row_of[song_id], row)
         self.num_updates = int(state["num_updates"])
+
+    def copy_song(self, other: "FreezeBook", other_row: int, row: int) -> None:
+        """Song `other_row` of `other` (bits and ranks) into row `row` of this book (same note count)."""
+        self.set_frozen(row, other.frozen(other_row))
+        if other.ranks is None:
+            return
+        if self.ranks is None:
+            self.ranks = np.zeros(self.total_notes, dtype=np.uint8)
+        a, b = int(self.offsets[row]), int(other.offsets[other_row])
+        n = int(self.num_notes[row])
+        self.ranks[a : a + n] = other.ranks[b : b + n]
+        self.ranked[row] = other.ranked[other_row]
 
     def save(self, path: str | os.PathLike) -> None:
         np.savez_compressed(path, **self.state_dict())
@@ -235,6 +295,6 @@ class FreezeBook:
         rows = [self.row_of[s] for s in song_ids]
         part = FreezeBook(list(song_ids), self.num_notes[rows])
         for new_row, row in enumerate(rows):
-            part.set_frozen(new_row, self.frozen(row))
+            part.copy_song(self, row, new_row)
         part.num_updates = self.num_updates
         return part

@@ -102,6 +102,7 @@ def build_model(model_args: ModelArguments, data_args: DataArguments):
             ("masking", model_args.masking),
             ("masker_updates_backbone", model_args.masker_updates_backbone),
             ("freeze_every_epochs", model_args.freeze_every_epochs),
+            ("freeze_rank_momentum", model_args.freeze_rank_momentum),
             ("masker_random_share", model_args.masker_random_share),
             ("masker_lr_scale", model_args.masker_lr_scale),
             ("masker_feature_layer", model_args.masker_feature_layer),
@@ -259,6 +260,7 @@ def main(argv: list[str] | None = None) -> AdversarialTrainer:
             "position embedding": config.position_embedding_type,
             "(p, q, a, b, k)": f"({config.mask_percent}, {config.masker_target_percent}, {config.freeze_percent}, "
                                f"{config.unfreeze_percent}, {config.freeze_every_epochs})",
+            "freeze rank momentum": config.freeze_rank_momentum,
             "masker updates backbone": config.masker_updates_backbone,
             "window length (tokens)": tokenizer.max_length,
             "transposition (semitones)": data_args.transpose_semitones,

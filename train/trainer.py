@@ -593,7 +593,8 @@ class AdversarialTrainer(HubTrainerMixin, Trainer):
             scores = {row: rng.random(int(book.num_notes[row])) for row in range(len(book))}
         else:
             scores = self.score_training_set()
-        self.freeze_book.update(scores, config.freeze_percent, config.unfreeze_percent, seed=self.args.seed)
+        self.freeze_book.update(scores, config.freeze_percent, config.unfreeze_percent, seed=self.args.seed,
+                                momentum=config.freeze_rank_momentum)
 
     # ------------------------------------------------------------------ checkpoints
 
@@ -662,7 +663,7 @@ class AdversarialTrainer(HubTrainerMixin, Trainer):
             for shard in self.freeze_book_shards:
                 part = FreezeBook.load(os.path.join(folder, "freeze_books", f"{shard}.npz"))
                 for song_id in part.song_ids:
-                    book.set_frozen(book.row_of[song_id], part.frozen(part.row_of[song_id]))
+                    book.copy_song(part, part.row_of[song_id], book.row_of[song_id])
                 book.num_updates = part.num_updates
         elif self.freeze_book is not None and os.path.isfile(book_path):
             with np.load(book_path, allow_pickle=False) as saved:
