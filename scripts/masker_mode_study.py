@@ -5,8 +5,8 @@ combined backward) or only the masker head (the clean pass then needs no backwar
 script measures both for downstream accuracy, beside the `random` ablation (plain MLM) and no pre-training:
 
 1. `train/pretrain.py --preset tiny` on the same Pop1K7 songs (in no fine-tuning dev set), same seed, same
-   number of steps, in five arms: `backbone` (adversarial, masker loss trains the backbone: the authors' mode), `head`
-   (adversarial, masker loss trains the masker head only: the default since this study), `random` (plain MLM),
+   number of steps, in five arms: `backbone` (adversarial, masker loss trains the backbone: the authors' mode, the default),
+   `head` (adversarial, masker loss trains the masker head only), `random` (plain MLM),
    `random_freeze` (random choice with the same freeze schedule fed random scores) and `no_freeze` (adversarial
    in the authors' mode without the freeze book);
 2. `train/finetune.py` from each checkpoint and from scratch (`preset:tiny`) on the tasks below, with several

@@ -181,7 +181,7 @@ def test_training_logs_say_how_well_the_masker_ranks_and_when_freezing_caps_the_
 
 
 def test_masker_defaults_follow_the_mode_and_explicit_values_win():
-    backbone, head = tiny_config(masker_updates_backbone=True), tiny_config()
+    backbone, head = tiny_config(), tiny_config(masker_updates_backbone=False)
     assert (backbone.masker_feature_index, backbone.masker_learning_rate_scale) == (backbone.num_hidden_layers, 1.0)
     assert (head.masker_feature_index, head.masker_learning_rate_scale) == (0, 20.0)
     explicit = tiny_config(masker_updates_backbone=False, masker_feature_layer=1, masker_lr_scale=2.0)

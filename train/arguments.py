@@ -41,8 +41,8 @@ class ModelArguments:
     masker_updates_backbone: bool | None = field(
         default=None,
         metadata={"help": "Whether the masker loss also trains the shared backbone (the authors' code, 1.7-1.8x "
-                  "a random step) or only the masker head, reading the embeddings (1.0x; equal fine-tuning in our "
-                  "tiny-preset study: README). Default: the preset's (head only)."},
+                  "a random step) or only the masker head, reading the embeddings (1.0x, but worse fine-tuning at "
+                  "our larger tiny-preset budget: README). Default: the preset's (the authors' mode)."},
     )
     freeze_every_epochs: int | None = field(
         default=None, metadata={"help": "k: update the freeze book every k epochs; 0 never freezes (the "
