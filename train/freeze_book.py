@@ -196,6 +196,12 @@ class FreezeBook:
             self.set_frozen(row, frozen)
         self.num_updates += 1
 
+    def _rank_storage(self) -> np.ndarray:
+        """The per-note rank bytes, allocated on first use (a book never updated with momentum has none)."""
+        if self.ranks is None:
+            self.ranks = np.zeros(self.total_notes, dtype=np.uint8)
+        return self.ranks
+
     def _smoothed_order(self, row: int, score: np.ndarray, momentum: float) -> np.ndarray:
         """Song `row`'s notes, highest (smoothed) rank first; updates the stored ranks."""
         n = len(score)
@@ -204,10 +210,8 @@ class FreezeBook:
             return by_score
         rank = np.empty(n, dtype=np.float64)
         rank[by_score] = np.linspace(255.0, 0.0, n)
-        if self.ranks is None:
-            self.ranks = np.zeros(self.total_notes, dtype=np.uint8)
         base = int(self.offsets[row])
-        stored = self.ranks[base : base + n]
+        stored = self._rank_storage()[base : base + n]
         if self.ranked[row]:
             rank = momentum * stored + (1.0 - momentum) * rank
         stored[:] = np.rint(rank).astype(np.uint8)
@@ -273,11 +277,9 @@ class FreezeBook:
         self.set_frozen(row, other.frozen(other_row))
         if other.ranks is None:
             return
-        if self.ranks is None:
-            self.ranks = np.zeros(self.total_notes, dtype=np.uint8)
         a, b = int(self.offsets[row]), int(other.offsets[other_row])
         n = int(self.num_notes[row])
-        self.ranks[a : a + n] = other.ranks[b : b + n]
+        self._rank_storage()[a : a + n] = other.ranks[b : b + n]
         self.ranked[row] = other.ranked[other_row]
 
     def save(self, path: str | os.PathLike) -> None:
