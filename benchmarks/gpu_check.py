@@ -8,8 +8,9 @@ On a CUDA machine, for the paper preset (12 x 768, `relative_key_query`) at batc
   head-only mode (`masker_updates_backbone=False`); SDPA against eager attention; with and without
   `torch.compile` (`TrainingArguments(torch_compile=True)`, the path a user takes);
 - a 50-step `accelerate launch train/pretrain.py --preset paper --bf16` on the MIDI sample shipped in
-  `train/sample_midi`, saving a checkpoint at step 25, then a second run resumed from that checkpoint to step 50:
-  losses must be finite, the checkpoint complete, and the resumed run's losses are compared with the first's.
+  `adversarial_midibert/sample_midi`, saving a checkpoint at step 25, then a second run resumed from that
+  checkpoint to step 50: losses must be finite, the checkpoint complete, and the resumed run's losses are
+  compared with the first's.
 
 Each step case runs through `AdversarialTrainer.training_step` + the optimizer step (the code a training run
 executes) in its own process (allocator state and compile caches do not leak between cases), bounded by steps
@@ -129,23 +130,11 @@ def peak_tflops(device_name: str | None, given: float | None) -> tuple[float | N
 # --- worker: step cases ---------------------------------------------------------------------------------------
 
 
-def ensure_package() -> str | None:
-    """Make `adversarial_midibert` (the `train/` folder) and the root modules importable from a bare checkout;
-    returns the folder to put on PYTHONPATH for child processes, or None when it is installed already."""
+def ensure_package() -> None:
+    """Make `adversarial_midibert` and the root modules importable from a bare checkout: both sit at the repository
+    root (child processes get it on PYTHONPATH from `child_env`)."""
     if str(REPO) not in sys.path:
         sys.path.insert(0, str(REPO))
-    try:
-        import adversarial_midibert  # noqa: F401
-
-        return None
-    except ImportError:
-        shim = Path(tempfile.gettempdir()) / "gpu_check_shim"
-        shim.mkdir(exist_ok=True)
-        link = shim / "adversarial_midibert"
-        if not link.exists():
-            link.symlink_to(REPO / "train", target_is_directory=True)
-        sys.path.insert(0, str(shim))
-        return str(shim)
 
 
 def machine_info(settings: dict) -> dict:
@@ -239,7 +228,7 @@ def _measure(name: str, settings: dict, started: float) -> dict:
     import torch
     from transformers import TrainingArguments
 
-    from adversarial_midibert.trainer import AdversarialTrainer
+    from adversarial_midibert.pretraining.trainer import AdversarialTrainer
     from configuration_adversarial_midibert import AdversarialMidiBertConfig
     from modeling_adversarial_midibert import AdversarialMidiBertForPreTraining
 
@@ -401,11 +390,11 @@ def run_process(command: list[str], timeout: float, env: dict, cwd: Path, log: P
     return code, log.read_text(errors="replace")[-4000:]
 
 
-def child_env(shim: str | None, threads: int) -> dict:
+def child_env(threads: int) -> dict:
     env = dict(os.environ)
     if threads:  # also for the pre-training runs; torch.set_num_threads covers the step workers
         env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
-    paths = [str(REPO)] + ([shim] if shim else []) + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else [])
+    paths = [str(REPO)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else [])
     env.update(PYTHONPATH=os.pathsep.join(paths), PYTHONUNBUFFERED="1", HF_HUB_OFFLINE="1",
                TOKENIZERS_PARALLELISM="false", HF_DATASETS_DISABLE_PROGRESS_BARS="1")
     return env
@@ -693,8 +682,8 @@ def main(argv=None) -> int:
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    shim = ensure_package()
-    env = child_env(shim, settings["threads"])
+    ensure_package()
+    env = child_env(settings["threads"])
     began = time.perf_counter()
     report = {"schema": 1, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "machine": None,
               "settings": settings, "flop_formula": FLOP_FORMULA, "cases": []}

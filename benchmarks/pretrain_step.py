@@ -53,8 +53,8 @@ def worker(args) -> dict:
     from transformers import TrainingArguments
 
     sys.path.insert(0, str(REPO))
-    from adversarial_midibert.data import build_window_dataset, find_midi_files
-    from adversarial_midibert.trainer import AdversarialTrainer
+    from adversarial_midibert.data.dataset import build_window_dataset, find_midi_files
+    from adversarial_midibert.pretraining.trainer import AdversarialTrainer
     from configuration_adversarial_midibert import AdversarialMidiBertConfig
     from modeling_adversarial_midibert import AdversarialMidiBertForPreTraining
     from tokenization_octuple import OctupleTokenizer
@@ -65,7 +65,7 @@ def worker(args) -> dict:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     tok = OctupleTokenizer(max_length=args.max_length)
-    windows, _ = build_window_dataset(find_midi_files(REPO / "train" / "sample_midi"), tok)
+    windows, _ = build_window_dataset(find_midi_files(REPO / "adversarial_midibert" / "sample_midi"), tok)
     # The longest windows, so every side gets the same full batch.
     lengths = [len(x) for x in windows["input_ids"]]
     order = sorted(range(len(windows)), key=lambda i: -lengths[i])[: args.batch_size]

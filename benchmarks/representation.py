@@ -1,6 +1,6 @@
 """Representation benchmark of one checkpoint: linear probes on frozen piece embeddings (EMOPIA quadrants, ASAP
 composers, Pianist8, music21 composers) and ASAP score-performance retrieval, beside the same architecture with
-random weights and the note-statistics features. The work is `adversarial_midibert.representation.run_probe`
+random weights and the note-statistics features. The work is `adversarial_midibert.evaluation.representation.run_probe`
 (its docstring gives the protocol); this script parses the flags, prints the tables and writes them to --out_dir.
 
     python benchmarks/representation.py runs/pretrain --threads 1            # minutes on a CPU for the tiny preset
@@ -20,7 +20,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from adversarial_midibert.representation import PROBE_TASKS, format_markdown, run_probe  # noqa: E402
+from adversarial_midibert.evaluation.representation import PROBE_TASKS, format_markdown, run_probe  # noqa: E402
 
 
 def _optional(value: str) -> int | None:

@@ -1,6 +1,6 @@
 """Non-neural baselines for the paper's fine-tuning recipes, without training a network.
 
-The majority class and a logistic regression on note statistics (`adversarial_midibert.baselines`, the same code
+The majority class and a logistic regression on note statistics (`adversarial_midibert.evaluation.baselines`, the same code
 every `train/finetune.py` run reports under `baselines`), fitted on the recipe's training split and scored on
 its dev split, on the windows fine-tuning cuts (same max_length, training stride 0; subsets as in finetune.py).
 Piece labels are scored per window and per song (mean of the song's window decision values), like the model.
@@ -16,9 +16,10 @@ import sys
 import time
 from pathlib import Path
 
-from adversarial_midibert.baselines import fit_baselines
-from adversarial_midibert.finetune import build_split, parse_args
-from adversarial_midibert.tasks import load_recipe, subsample_groups
+from adversarial_midibert.evaluation.baselines import fit_baselines
+from adversarial_midibert.finetuning.arguments import parse_args
+from adversarial_midibert.finetuning.inputs import build_split
+from adversarial_midibert.data.tasks import load_recipe, subsample_groups
 from tokenization_octuple import OctupleTokenizer
 
 

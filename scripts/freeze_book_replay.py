@@ -32,8 +32,8 @@ sys.path.insert(0, str(REPO))
 
 def record(pretrain_flags: list[str], out: Path, decays: list[float]) -> list[dict]:
     """Run pre-training with `pretrain_flags`; the scores of every freeze update, `[{source: {row: scores}}]`."""
-    from adversarial_midibert import pretrain
-    from adversarial_midibert.trainer import AdversarialTrainer
+    from adversarial_midibert.pretraining import run as pretrain
+    from adversarial_midibert.pretraining.trainer import AdversarialTrainer
 
     records: list[dict] = []
     averaged: dict[float, torch.nn.Module] = {}
@@ -81,7 +81,7 @@ def within_song_ranks(scores: np.ndarray) -> np.ndarray:
 
 def replay(records: list[dict], momenta: list[float], freeze_percent: float, unfreeze_percent: float,
            seed: int) -> None:
-    from adversarial_midibert.freeze_book import FreezeBook
+    from adversarial_midibert.pretraining.freeze_book import FreezeBook
 
     first = next(iter(records[0].values()))  # every source scores the same songs
     rows = sorted(first)

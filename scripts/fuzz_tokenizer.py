@@ -35,7 +35,7 @@ from tokenization_octuple import MidiError, OctupleTokenizer  # noqa: E402
 
 
 def seed_files() -> list[Path]:
-    files = sorted((REPO / "train" / "sample_midi").rglob("*.mid"))
+    files = sorted((REPO / "adversarial_midibert" / "sample_midi").rglob("*.mid"))
     # The fixtures that are not MIDI at all would only feed the header check; noise mutations cover that.
     broken = {"empty.mid", "garbage.mid", "truncated.mid"}
     files += sorted(p for p in (REPO / "tests" / "fixtures").glob("*.mid") if p.name not in broken)

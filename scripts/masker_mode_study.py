@@ -14,7 +14,7 @@ script measures both for downstream accuracy, beside the `random` ablation (plai
 3. probes of each checkpoint on the last --probe_songs Pop1K7 songs, which no pre-training run saw: recovery
    accuracy under a fixed uniformly RANDOM masking (the same notes for every checkpoint) and, for the adversarial
    arms, the masker's AUC on those notes (`eval_random_recovery_accuracy`, `eval_masker_auc`); and, with
-   --representation, the frozen-embedding linear probes of `adversarial_midibert.representation`;
+   --representation, the frozen-embedding linear probes of `adversarial_midibert.evaluation.representation`;
 4. a markdown table of dev accuracy / macro-F1 (mean and spread over the seeds) and pre-training wall time.
 
 Every run's log and results stay under --out, and finished runs are skipped when the script is run again:
@@ -89,8 +89,8 @@ def recovery_probe(mode: str, checkpoint: Path, args: argparse.Namespace) -> dic
         return metrics
     from transformers import TrainingArguments
 
-    from adversarial_midibert.data import build_window_dataset, find_midi_files
-    from adversarial_midibert.trainer import AdversarialTrainer
+    from adversarial_midibert.data.dataset import build_window_dataset, find_midi_files
+    from adversarial_midibert.pretraining.trainer import AdversarialTrainer
     from modeling_adversarial_midibert import AdversarialMidiBertForPreTraining
     from tokenization_octuple import OctupleTokenizer
 
@@ -116,7 +116,7 @@ def recovery_probe(mode: str, checkpoint: Path, args: argparse.Namespace) -> dic
 
 def representation_probe(checkpoint: Path) -> dict:
     """Frozen piece embeddings + logistic regression on the labelled sets (accuracy, macro-F1, balanced accuracy)."""
-    from adversarial_midibert.representation import run_probe
+    from adversarial_midibert.evaluation.representation import run_probe
 
     rows = run_probe(str(checkpoint), controls=False, retrieval=False, plot=False, progress=False,
                      num_threads=1)["rows"]["checkpoint"]["probe"]
@@ -193,7 +193,7 @@ def main() -> None:
         lines.append(f"| {mode} | " + " | ".join("–" if v is None else f"{v:.3f}" for v in cells) + " |")
     if args.representation:
         tasks = sorted({task for probe in probes.values() for task in probe.get("representation", {})})
-        lines += ["", "Frozen piece embeddings + logistic regression (`adversarial_midibert.representation`), "
+        lines += ["", "Frozen piece embeddings + logistic regression (`adversarial_midibert.evaluation.representation`), "
                   "accuracy / macro-F1:", "", "| arm | " + " | ".join(tasks) + " |", "|---" * (len(tasks) + 1) + "|"]
         for mode, probe in probes.items():
             rep_rows = probe.get("representation", {})

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-SAMPLE_MIDI = REPO / "train" / "sample_midi"
+SAMPLE_MIDI = REPO / "adversarial_midibert" / "sample_midi"
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 # The real corpora beside the checkout (read-only in CI); tests that need them skip on a user's machine.
 SHARED_DATA = Path(os.environ.get("ADVERSARIAL_MIDIBERT_SHARED_DATA", REPO.parent / "shared" / "data"))

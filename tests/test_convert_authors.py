@@ -1,4 +1,4 @@
-"""The converter of the authors' checkpoints (train/convert_authors.py).
+"""The converter of the authors' checkpoints (adversarial_midibert/hub/convert_authors.py).
 
 Their code is not installable here, so this file writes out what their files hold: the key names and shapes of
 their `MidiBert` / `MidiBertLM` (RS2002/Adversarial-MidiBERT `model.py`, built by `pretrain.py` with
@@ -29,7 +29,7 @@ from hub_server import HubServer
 from configuration_adversarial_midibert import AdversarialMidiBertConfig
 from modeling_adversarial_midibert import AdversarialMidiBertForPreTraining
 
-from adversarial_midibert.convert_authors import (ConversionError, check_authors_dictionary,
+from adversarial_midibert.hub.convert_authors import (ConversionError, check_authors_dictionary,
                                                   convert_authors_checkpoint, main, plan_conversion)
 
 REGULAR = (256, 128, 129, 256, 128, 32, 254, 49)
@@ -327,14 +327,14 @@ def test_hub_release_folder_checks_the_dictionary(tmp_path):
 
 
 def test_hub_repo_id_through_the_command_line(tmp_path):
-    """`python -m adversarial_midibert.convert_authors owner/repo out` downloads their release from the Hub."""
+    """`python -m adversarial_midibert.hub.convert_authors owner/repo out` downloads their release from the Hub."""
     write_release(tmp_path / "release", seed=6)
     with HubServer(tmp_path / "hub") as hub:
         api = HfApi(endpoint=hub.endpoint, token="dummy")
         api.create_repo("RS2002/Adversarial-MidiBERT")
         api.upload_folder(folder_path=tmp_path / "release", repo_id="RS2002/Adversarial-MidiBERT")
         env = {**os.environ, **hub.client_env(tmp_path / "hf_home")}
-        result = subprocess.run([sys.executable, "-m", "adversarial_midibert.convert_authors",
+        result = subprocess.run([sys.executable, "-m", "adversarial_midibert.hub.convert_authors",
                                  "RS2002/Adversarial-MidiBERT", str(tmp_path / "out")],
                                 env=env, capture_output=True, text=True, timeout=300, cwd=REPO)
     assert result.returncode == 0, result.stderr[-4000:]
@@ -374,7 +374,7 @@ def test_command_line_reports_a_refusal(tmp_path, capsys):
     ("Tempo", "Tempo 16.951409509748725", 1), ("Tempo", "Tempo 120.81591202325676", 35), ("Tempo", "Tempo <EOS>", 52),
 ])
 def test_expected_dictionary_matches_their_published_one(cls, name, their_id):
-    from adversarial_midibert.convert_authors import authors_dictionary
+    from adversarial_midibert.hub.convert_authors import authors_dictionary
     from tokenization_octuple import TIME_SIGNATURE_TABLE
 
     assert authors_dictionary()[cls][name] == their_id
@@ -386,7 +386,7 @@ def test_expected_dictionary_matches_their_published_one(cls, name, their_id):
 def test_convert_subcommand_parses_like_the_module_entry_point(tmp_path, capsys):
     import argparse
 
-    from adversarial_midibert.convert_authors import add_convert
+    from adversarial_midibert.hub.convert_authors import add_convert
 
     parser = argparse.ArgumentParser(prog="adversarial-midibert")
     add_convert(parser.add_subparsers(dest="command", required=True))

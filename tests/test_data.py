@@ -9,9 +9,9 @@ import pytest
 import torch
 from conftest import FIXTURES, SAMPLE_MIDI, sample_files
 
-import adversarial_midibert.data as data_module
-from adversarial_midibert.collator import OctupleDataCollator
-from adversarial_midibert.data import (
+import adversarial_midibert.data.dataset as data_module
+from adversarial_midibert.data.collator import OctupleDataCollator
+from adversarial_midibert.data.dataset import (
     MidiSource,
     build_window_dataset,
     find_midi_files,
@@ -188,7 +188,7 @@ def test_collator_pads_with_pad_rows_and_labels(tok):
 
 
 def test_shards_hold_whole_songs_and_processes_split_them(tok, tmp_path):
-    from adversarial_midibert.streaming import ShardedWindowStream, write_shards
+    from adversarial_midibert.pretraining.streaming import ShardedWindowStream, write_shards
 
     sources = find_midi_files(SAMPLE_MIDI / "emopia")
     index = write_shards(sources, tok, tmp_path, songs_per_shard=2, validation_fraction=0.25, seed=0)

@@ -73,7 +73,7 @@ def finetuned(pretrained, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def predictor(pretrained):
-    from adversarial_midibert.inference import MidiPredictor
+    from adversarial_midibert.inference.predictor import MidiPredictor
 
     return MidiPredictor.from_pretrained(pretrained, device="cpu")
 
@@ -108,7 +108,7 @@ def test_one_vector_per_piece_and_one_per_note(predictor):
 
 
 def test_note_vectors_follow_the_score_and_average_overlapping_windows(pretrained):
-    from adversarial_midibert.inference import MidiPredictor
+    from adversarial_midibert.inference.predictor import MidiPredictor
 
     predictor = MidiPredictor.from_pretrained(pretrained, stride=30, device="cpu")
     _, song, spans = predictor._windows(PIECE)
@@ -162,7 +162,7 @@ def test_cli_writes_the_predictors_vectors(pretrained, predictor, tmp_path, caps
 def test_finetuned_checkpoint_embeds_with_its_backbone(finetuned, predictor):
     from transformers import pipeline
 
-    from adversarial_midibert.inference import MidiPredictor
+    from adversarial_midibert.inference.predictor import MidiPredictor
 
     classifier = MidiPredictor.from_pretrained(finetuned, device="cpu")
     assert classifier.is_classifier
@@ -175,7 +175,7 @@ def test_finetuned_checkpoint_embeds_with_its_backbone(finetuned, predictor):
 
 
 def test_hidden_attributes_stay_hidden(tmp_path):
-    from adversarial_midibert.inference import MidiPredictor
+    from adversarial_midibert.inference.predictor import MidiPredictor
 
     config = AdversarialMidiBertConfig.from_preset("tiny", num_labels=6, hidden_attributes=["velocity"])
     torch.manual_seed(0)
@@ -191,7 +191,7 @@ def test_hidden_attributes_stay_hidden(tmp_path):
 
 def test_preset_gives_fixed_random_weights(predictor, tmp_path):
     from adversarial_midibert.cli import main as cli
-    from adversarial_midibert.inference import MidiPredictor
+    from adversarial_midibert.inference.predictor import MidiPredictor
 
     first = MidiPredictor.from_pretrained("preset:tiny", device="cpu")
     assert type(first.model).__name__ == "AdversarialMidiBertModel"
@@ -207,7 +207,7 @@ def test_preset_gives_fixed_random_weights(predictor, tmp_path):
 def test_classification_metrics_match_scikit_learn():
     from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score
 
-    from adversarial_midibert.representation import classification_metrics
+    from adversarial_midibert.evaluation.representation import classification_metrics
 
     rng = np.random.default_rng(0)
     y_true, y_pred = rng.integers(0, 4, 60), rng.integers(0, 5, 60)  # class 4 predicted, never true
@@ -219,7 +219,7 @@ def test_classification_metrics_match_scikit_learn():
 
 
 def test_bootstrap_resamples_whole_groups():
-    from adversarial_midibert.representation import bootstrap_intervals
+    from adversarial_midibert.evaluation.representation import bootstrap_intervals
 
     # Two groups, one all right and one all wrong: a resample holds 0, 1 or 2 copies of each group, so the
     # accuracy is exactly 0, 0.5 or 1 - never what resampling single items would give.
@@ -233,7 +233,7 @@ def test_bootstrap_resamples_whole_groups():
 
 
 def test_retrieval_ranks_the_own_score():
-    from adversarial_midibert.representation import retrieval_metrics
+    from adversarial_midibert.evaluation.representation import retrieval_metrics
 
     rng = np.random.default_rng(0)
     scores = rng.normal(size=(20, 8))
@@ -247,7 +247,7 @@ def test_retrieval_ranks_the_own_score():
 
 
 def test_run_probe_on_a_small_set(predictor, shared_data, tmp_path):
-    from adversarial_midibert.representation import run_probe
+    from adversarial_midibert.evaluation.representation import run_probe
 
     result = run_probe(predictor, tmp_path, data_root=shared_data, tasks=["composer_pianist8"], retrieval=False,
                        max_windows=1, max_train_groups=16, bootstrap=20, plot=False, progress=False)

@@ -16,10 +16,12 @@ import yaml
 from conftest import FIXTURES, REPO, sample_files
 from transformers import AutoModelForSequenceClassification, AutoModelForTokenClassification, TrainingArguments
 
-from adversarial_midibert.collator import OctupleDataCollator
-from adversarial_midibert.finetune import build_split, load_model_and_tokenizer, main, parse_args, resolve_task
-from adversarial_midibert.finetune_trainer import FinetuneTrainer
-from adversarial_midibert.metrics import load_metric
+from adversarial_midibert.data.collator import OctupleDataCollator
+from adversarial_midibert.finetuning.arguments import parse_args
+from adversarial_midibert.finetuning.inputs import build_split, load_model_and_tokenizer, resolve_task
+from adversarial_midibert.finetuning.run import main
+from adversarial_midibert.finetuning.trainer import FinetuneTrainer
+from adversarial_midibert.evaluation.metrics import load_metric
 
 FAST = ["--model", "preset:tiny", "--max_length", "64", "--save_strategy", "no", "--logging_steps", "1",
         "--per_device_train_batch_size", "8", "--use_cpu", "true"]
@@ -191,7 +193,7 @@ def test_push_to_hub_uploads_model_and_card_with_the_dev_metrics(tmp_path):
     with HubServer(tmp_path / "hub") as hub:
         env = hub.client_env(tmp_path / "hf_home")
         run_python(f"""
-            from adversarial_midibert.finetune import main
+            from adversarial_midibert.finetuning.run import main
             main({FAST + ["--data", str(data), "--output_dir", str(tmp_path / "out"), "--max_steps", "2",
                           "--eval_fraction", "0.5", "--push_to_hub", "true", "--hub_model_id", "test-user/emotion"]!r})
         """, env)
@@ -281,7 +283,7 @@ def test_default_recipe_fits_the_model_and_keeps_the_best_epoch(default_run):
 
 
 def test_epoch_cap_and_learning_rate_follow_the_data_and_the_model(tmp_path):
-    from adversarial_midibert.finetune import MAX_EPOCHS, MIN_EPOCHS, TARGET_STEPS, fit_recipe
+    from adversarial_midibert.finetuning.recipe import MAX_EPOCHS, MIN_EPOCHS, TARGET_STEPS, fit_recipe
     from conftest import tiny_config
     from modeling_adversarial_midibert import AdversarialMidiBertForSequenceClassification
 
@@ -319,7 +321,7 @@ def test_a_model_at_the_majority_class_gets_a_plain_warning(tmp_path, capsys):
 
 
 def test_baseline_warning_thresholds():
-    from adversarial_midibert.finetune import baseline_warning
+    from adversarial_midibert.finetuning.report import baseline_warning
 
     base = {"majority": {"song_macro_f1": 0.10}, "note_statistics": {"song_macro_f1": 0.50}}
     assert "majority class" in baseline_warning({"song_macro_f1": 0.15}, base, "sequence")
@@ -328,7 +330,8 @@ def test_baseline_warning_thresholds():
 
 
 def test_user_errors_are_one_clear_line(tmp_path, monkeypatch):
-    from adversarial_midibert.finetune import check_model_name, cli
+    from adversarial_midibert.finetuning.inputs import check_model_name
+    from adversarial_midibert.finetuning.run import cli
 
     (tmp_path / "runs" / "pretrain").mkdir(parents=True)
     monkeypatch.chdir(tmp_path)
@@ -441,8 +444,8 @@ def saved_checkpoint(folder, tokenizer=True, **config_fields):
 
 
 def test_a_model_whose_vocabularies_differ_from_the_tokenizers_is_refused_before_training(tmp_path, capsys):
-    from adversarial_midibert.compatibility import IncompatibleTokenizerError
-    from adversarial_midibert.finetune import cli
+    from adversarial_midibert.data.compatibility import IncompatibleTokenizerError
+    from adversarial_midibert.finetuning.run import cli
 
     # 64 bar ids: the tokenizer's bar PAD (256) would be an IndexError mid-training.
     model = saved_checkpoint(tmp_path / "pre", attribute_vocab_sizes=[64, 128, 129, 256, 128, 32, 254, 49])
@@ -461,7 +464,7 @@ def test_a_model_whose_vocabularies_differ_from_the_tokenizers_is_refused_before
 def test_a_checkpoint_without_tokenizer_files_gets_a_default_with_a_warning(tmp_path, caplog):
     model = saved_checkpoint(tmp_path / "pre", tokenizer=False, max_position_embeddings=512)
     args, _ = parse_args(["--model", model, "--task", "velocity", "--data", POP909, "--output_dir", str(tmp_path)])
-    with caplog.at_level("WARNING", logger="adversarial_midibert.compatibility"):
+    with caplog.at_level("WARNING", logger="adversarial_midibert.data.compatibility"):
         _, tokenizer = load_model_and_tokenizer(args, resolve_task(args))
     warned = [r.getMessage() for r in caplog.records if "no tokenizer files" in r.getMessage()]
     assert len(warned) == 1 and model in warned[0] and "max_length=512" in warned[0]

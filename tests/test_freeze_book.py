@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from adversarial_midibert.freeze_book import FreezeBook
+from adversarial_midibert.pretraining.freeze_book import FreezeBook
 
 
 def test_bits_are_packed_and_songs_do_not_overlap():

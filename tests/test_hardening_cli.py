@@ -11,7 +11,7 @@ import pytest
 from conftest import REPO, sample_files
 
 from adversarial_midibert.cli import main as cli
-from adversarial_midibert.inference import MidiPredictor
+from adversarial_midibert.inference.predictor import MidiPredictor
 from test_inference import save_classifier
 
 PIANO = sample_files("emopia")[2]
@@ -82,7 +82,7 @@ def test_checkpoint_without_tokenizer_files_warns_naming_the_default(tmp_path, c
     folder = save_classifier(tmp_path / "no_tok", ["a", "b"])
     for name in ("octuple_tokenizer.json", "tokenizer_config.json", "tokenization_octuple.py"):
         (folder / name).unlink()
-    with caplog.at_level(logging.WARNING, logger="adversarial_midibert.compatibility"):
+    with caplog.at_level(logging.WARNING, logger="adversarial_midibert.data.compatibility"):
         predictor = MidiPredictor.from_pretrained(folder)
     assert predictor.tokenizer.max_length == 1024
     (message,) = [r.getMessage() for r in caplog.records if "no tokenizer files" in r.getMessage()]

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from conftest import FIXTURES, load_module, sample_files
 
-from adversarial_midibert.data import BuildReport, MidiSource, NoUsableMidiError, build_window_dataset, find_midi_files
-from adversarial_midibert.streaming import write_shards
+from adversarial_midibert.data.dataset import BuildReport, MidiSource, NoUsableMidiError, build_window_dataset, find_midi_files
+from adversarial_midibert.pretraining.streaming import write_shards
 from tokenization_octuple import MidiError, OctupleTokenizer
 
 make_fixtures = load_module(FIXTURES / "make_fixtures.py", "make_fixtures")

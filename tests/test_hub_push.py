@@ -15,7 +15,7 @@ from huggingface_hub.errors import EntryNotFoundError, RepositoryNotFoundError, 
 from conftest import REPO
 from hub_server import HubServer, git_blob_sha1
 
-from adversarial_midibert.model_card import write_model_card
+from adversarial_midibert.hub.model_card import write_model_card
 
 TOKEN = "dummy-test-token"
 
@@ -144,7 +144,7 @@ def test_pretrained_card_and_argument_checks(tmp_path):
 
 # Our model and tokenizer: pushed by one process, loaded through the Auto classes by a fresh one
 
-SAMPLE = REPO / "train" / "sample_midi" / "pop909" / "048.mid"
+SAMPLE = REPO / "adversarial_midibert" / "sample_midi" / "pop909" / "048.mid"
 
 LOAD_FROM_HUB = """
     import sys, torch
@@ -188,7 +188,7 @@ def test_model_and_tokenizer_push_then_fresh_process_load(hub, tmp_path):
         from configuration_adversarial_midibert import AdversarialMidiBertConfig
         from modeling_adversarial_midibert import AdversarialMidiBertForPreTraining
         from tokenization_octuple import OctupleTokenizer
-        from adversarial_midibert.model_card import write_model_card
+        from adversarial_midibert.hub.model_card import write_model_card
         torch.manual_seed(0)
         model = AdversarialMidiBertForPreTraining(AdversarialMidiBertConfig.from_preset("tiny")).eval()
         tok = OctupleTokenizer(max_length=64)

@@ -10,8 +10,8 @@ import torch
 from conftest import FIXTURES, sample_files
 
 from adversarial_midibert.cli import main as cli
-from adversarial_midibert.inference import MidiPredictor
-from adversarial_midibert.tasks import TrackNameLabeler, VelocityBinLabeler
+from adversarial_midibert.inference.predictor import MidiPredictor
+from adversarial_midibert.data.tasks import TrackNameLabeler, VelocityBinLabeler
 from configuration_adversarial_midibert import AdversarialMidiBertConfig
 from modeling_adversarial_midibert import (
     AdversarialMidiBertForSequenceClassification,

@@ -6,9 +6,9 @@ import torch
 from conftest import SAMPLE_MIDI, tiny_config, window_batch
 from transformers import TrainingArguments
 
-from adversarial_midibert.data import build_window_dataset, find_midi_files
-from adversarial_midibert.masker_metrics import auc, pairwise_auc_counts
-from adversarial_midibert.trainer import AdversarialTrainer
+from adversarial_midibert.data.dataset import build_window_dataset, find_midi_files
+from adversarial_midibert.pretraining.masker_metrics import auc, pairwise_auc_counts
+from adversarial_midibert.pretraining.trainer import AdversarialTrainer
 from modeling_adversarial_midibert import (
     AdversarialMidiBertForPreTraining,
     _standardise_over_notes,

@@ -6,7 +6,7 @@ from hypothesis import strategies as st
 from sklearn.metrics import accuracy_score, f1_score
 from transformers import EvalPrediction
 
-from adversarial_midibert.metrics import (
+from adversarial_midibert.evaluation.metrics import (
     ClassificationMetrics,
     confusion_matrix,
     load_metric,

@@ -5,8 +5,8 @@ import os
 import pytest
 import yaml
 
-from adversarial_midibert.model_card import write_model_card
-from adversarial_midibert.pretrain import main
+from adversarial_midibert.hub.model_card import write_model_card
+from adversarial_midibert.pretraining.run import main
 from tokenization_octuple import OctupleTokenizer
 
 

@@ -86,7 +86,7 @@ def fresh_process(saved, midi_file, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def predictors(saved):
-    from adversarial_midibert.inference import MidiPredictor
+    from adversarial_midibert.inference.predictor import MidiPredictor
 
     return {name: MidiPredictor.from_pretrained(saved / name) for name in ("sequence", "token")}
 

@@ -8,10 +8,11 @@ import torch
 from conftest import SAMPLE_MIDI
 from transformers import AutoModel, AutoTokenizer, TrainingArguments
 
-from adversarial_midibert.arguments import load_preset, parse_pretraining_args
-from adversarial_midibert.data import build_window_dataset, find_midi_files
-from adversarial_midibert.pretrain import main
-from adversarial_midibert.trainer import ATTRIBUTES, AdversarialTrainer, attribute_weights_from_accuracy
+from adversarial_midibert.presets import load_preset
+from adversarial_midibert.pretraining.arguments import parse_pretraining_args
+from adversarial_midibert.data.dataset import build_window_dataset, find_midi_files
+from adversarial_midibert.pretraining.run import main
+from adversarial_midibert.pretraining.trainer import ATTRIBUTES, AdversarialTrainer, attribute_weights_from_accuracy
 from configuration_adversarial_midibert import AdversarialMidiBertConfig
 from modeling_adversarial_midibert import AdversarialMidiBertForPreTraining
 from tokenization_octuple import OctupleTokenizer
@@ -322,7 +323,7 @@ def test_masker_targets_on_a_hand_built_batch(tmp_path, windows, tok):
 
 
 def test_streaming_shards_train_freeze_and_restore_the_sharded_book(tmp_path, tok):
-    from adversarial_midibert.streaming import streaming_training_inputs, write_shards
+    from adversarial_midibert.pretraining.streaming import streaming_training_inputs, write_shards
 
     write_shards(find_midi_files(SAMPLE_MIDI / "emopia")[:6], tok, tmp_path / "shards", songs_per_shard=2,
                  validation_fraction=0.2, seed=0)

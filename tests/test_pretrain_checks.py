@@ -8,13 +8,13 @@ import pytest
 import torch
 from conftest import REPO
 
-from adversarial_midibert.compatibility import (
+from adversarial_midibert.data.compatibility import (
     IncompatibleTokenizerError,
     check_tokenizer_fits_model,
     min_notes_for_masker_targets,
     short_window_share,
 )
-from adversarial_midibert.pretrain import main
+from adversarial_midibert.pretraining.run import main
 from configuration_adversarial_midibert import REGULAR_VOCAB_SIZES, AdversarialMidiBertConfig
 from modeling_adversarial_midibert import choose_notes, masker_targets
 from tokenization_octuple import OctupleTokenizer
@@ -78,7 +78,7 @@ def test_launcher_output_ends_with_the_scripts_one_line_error(tmp_path):
 def test_bad_counts_are_refused_with_the_flags_name(flag, value):
     # Before: --num_proc 0 and a negative transposition were accepted silently; a zero batch size failed only
     # after the whole corpus was tokenized.
-    from adversarial_midibert.arguments import parse_pretraining_args
+    from adversarial_midibert.pretraining.arguments import parse_pretraining_args
 
     with pytest.raises(ValueError, match=f"{flag} must be at least"):
         parse_pretraining_args([flag, value])

@@ -13,7 +13,7 @@ import pytest
 from conftest import REPO
 from safetensors.numpy import load_file
 
-from adversarial_midibert.trainer import last_complete_checkpoint
+from adversarial_midibert.pretraining.trainer import last_complete_checkpoint
 
 # 4 short songs -> 38 windows of 48 tokens -> 10 steps per epoch at batch 4: the freeze book is updated after step
 # 10, between the checkpoint the runs resume from (step 5) and the end (step 15).

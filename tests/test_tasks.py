@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from conftest import sample_files
 
-from adversarial_midibert.data import MidiSource
-from adversarial_midibert.tasks import (
+from adversarial_midibert.data.dataset import MidiSource
+from adversarial_midibert.data.tasks import (
     IGNORE_INDEX,
     InstrumentLabeler,
     TrackNameLabeler,

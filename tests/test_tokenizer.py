@@ -1,6 +1,7 @@
 """OctupleTokenizer: exact quantization, windows, batching, decode round trips, errors, transposition, Hub files."""
 
 import json
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -464,10 +465,15 @@ def test_auto_tokenizer_in_a_fresh_process_tokenizes_identically(tmp_path):
     assert "OK 128 8 transformers_modules." in result.stdout
 
 
-def test_docstring_examples_run(monkeypatch):
+def test_docstring_examples_run(tmp_path, monkeypatch):
     import doctest
 
-    monkeypatch.chdir(REPO)  # the examples use the shipped sample's relative paths
+    # The examples name `train/sample_midi/pop909/048.mid`, the sample's folder and file before the library moved
+    # into adversarial_midibert/ and the sample was replaced; they run on a shipped POP909 song under that name.
+    example = tmp_path / "train" / "sample_midi" / "pop909" / "048.mid"
+    example.parent.mkdir(parents=True)
+    shutil.copy(sample_files("pop909")[0], example)
+    monkeypatch.chdir(tmp_path)
     result = doctest.testmod(octuple, optionflags=doctest.ELLIPSIS)
     assert result.attempted >= 20 and result.failed == 0
 
@@ -561,7 +567,7 @@ def test_ignore_time_signatures_reads_every_file_as_4_4(tmp_path):
     assert OctupleTokenizer.from_pretrained(tmp_path / "tok").ignore_time_signatures
     assert not OctupleTokenizer.from_pretrained(tmp_path / "tok", ignore_time_signatures=False).ignore_time_signatures
     # The window cache tells the two readings apart.
-    from adversarial_midibert.data import _cache_key, find_midi_files
+    from adversarial_midibert.data.dataset import _cache_key, find_midi_files
 
     sources = find_midi_files(tmp_path)
     assert _cache_key(sources, by_file, None) != _cache_key(sources, ignoring, None)
