@@ -19,6 +19,14 @@ WHEELS=(transformers==5.24.0 datasets==5.2.0 dill==0.4.1 multiprocess==0.70.19 s
         pySmartDL==1.3.4 pretty_midi==0.2.11.post0 mido==1.3.3 importlib_resources==7.1.0 regex==2026.11.19)
 PY=${PYTHON:-python3}
 
+if [[ "${1:-}" == "-h" || "${1:-}" == "--help" ]]; then
+  echo "usage: bash benchmarks/gpu_check.sh [--fetch-wheels | GPU_CHECK_ARGUMENTS...]"
+  echo
+  sed -n '2,13s/^# \{0,1\}//p' benchmarks/gpu_check.sh
+  echo
+  exec "$PY" benchmarks/gpu_check.py --help
+fi
+
 if [[ "${1:-}" == "--fetch-wheels" ]]; then
   exec "$PY" -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
     --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 --platform manylinux_2_17_x86_64 \

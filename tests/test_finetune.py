@@ -312,6 +312,7 @@ def test_a_model_at_the_majority_class_gets_a_plain_warning(tmp_path, capsys):
     assert len(warning) == 1 and "--num_train_epochs" in warning[0] and "--learning_rate" in warning[0]
     printed = capsys.readouterr().out
     assert f"WARNING: {warning[0]}" in printed and "note statistics (logistic regression)" in printed
+    assert all(printed.count(f"WARNING: {w}") == 1 for w in results["warnings"])  # each once, none repeated
     assert printed.rstrip().splitlines()[-1] == f"model saved to {tmp_path / 'out'} (with finetune_results.json and README.md)"
     card = (tmp_path / "out" / "README.md").read_text()
     assert "| majority class |" in card and "| note statistics (logistic regression) |" in card

@@ -107,8 +107,8 @@ def main(argv: list[str] | None = None) -> dict:
                                   hidden_attributes=model.config.hidden_attributes, seed=args.split_seed)
         baselines["majority_class"] = task.labels[baselines["majority_class"]]
     if main_process:
-        for warning in warnings:
-            print(f"WARNING: {warning}")
+        for line in warnings:
+            print(f"WARNING: {line}")
         print(f"recipe: learning rate {recipe['learning_rate']:.3g} ({'pre-trained' if pretrained else 'from scratch'}, "
               f"hidden size {model.config.hidden_size}), warm-up {recipe['warmup']}, up to "
               f"{recipe['num_train_epochs']:g} epochs of {recipe['steps_per_epoch']} steps, class weighting "
@@ -117,6 +117,7 @@ def main(argv: list[str] | None = None) -> dict:
     train_output = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
     eval_metrics = trainer.evaluate() if has_eval else {}
     metrics = {key.removeprefix("eval_"): value for key, value in eval_metrics.items()}
+    printed = len(warnings)  # shown before training; the end of the run shows only the ones found after it
     warning = baseline_warning(metrics, baselines, task.level, pretrained) if has_eval else None
     if warning:
         warnings.append(warning)
@@ -177,7 +178,7 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"train: {train_report}\ndev: {eval_report}")
         if metrics:
             print(results_table(metrics, baselines, task.level))
-        for line in warnings[len(warnings) - (1 if warning else 0):]:
+        for line in warnings[printed:]:
             print(f"WARNING: {line}")
     trainer.model_card_facts = card_facts(task, args, training_args, results, tokenizer=tokenizer)
     trainer.create_model_card()

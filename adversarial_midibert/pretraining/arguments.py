@@ -62,7 +62,7 @@ class ModelArguments:
     masker_random_share: float | None = field(
         default=None,
         metadata={"help": "Share of each sequence's chosen notes drawn at random instead of by the masker, so the "
-                  "masker learns from notes it did not pick (0 = the paper's pure top-p %; README). "
+                  "masker learns from notes it did not pick (0 = the paper's pure top-p %%; README). "
                   "Default: the preset's."},
     )
     config_overrides: dict[str, Any] = field(
