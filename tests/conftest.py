@@ -47,6 +47,10 @@ def sample_files(folder: str | None = None) -> list[Path]:
     return sorted(root.rglob("*.mid"))
 
 
+# The longest POP909 song of the sample (851 notes, three tracks), for tests that need several windows of one song.
+LONG_SONG = SAMPLE_MIDI / "pop909" / "755.mid"
+
+
 def tiny_config(**overrides):
     """A very small model config for unit tests of the network (fields as the tiny preset, narrower)."""
     from configuration_adversarial_midibert import AdversarialMidiBertConfig

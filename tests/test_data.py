@@ -44,14 +44,14 @@ def test_find_midi_files_recursive_sorted_any_case(tmp_path):
 def test_manifests_csv_and_json(tmp_path):
     csv_sources = sources_from_manifest(SAMPLE_MIDI / "manifest.csv", label_column="dataset")
     assert len(csv_sources) == 18 and all(os.path.isfile(s.path) for s in csv_sources)
-    rows = [{"file": "pop909/161.mid", "composer": "x", "piece": "p1"}, {"file": "pop909/551.mid", "piece": "p1"}]
+    rows = [{"file": "pop909/098.mid", "composer": "x", "piece": "p1"}, {"file": "pop909/331.mid", "piece": "p1"}]
     (tmp_path / "m.json").write_text(json.dumps(rows))
     shutil.copytree(SAMPLE_MIDI / "pop909", tmp_path / "pop909")
     sources = sources_from_manifest(tmp_path / "m.json", path_column="file", label_column="composer",
                                     group_column="piece")
-    assert [(s.song_id, s.label, s.group) for s in sources] == [("pop909/161.mid", "x", "p1"),
-                                                                 ("pop909/551.mid", None, "p1")]
-    assert sources[0].path == str(tmp_path / "pop909/161.mid")
+    assert [(s.song_id, s.label, s.group) for s in sources] == [("pop909/098.mid", "x", "p1"),
+                                                                 ("pop909/331.mid", None, "p1")]
+    assert sources[0].path == str(tmp_path / "pop909/098.mid")
     (tmp_path / "m.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
     assert len(sources_from_manifest(tmp_path / "m.jsonl", path_column="file")) == 2
     with pytest.raises(KeyError, match="no column 'path'"):

@@ -144,7 +144,7 @@ def test_pretrained_card_and_argument_checks(tmp_path):
 
 # Our model and tokenizer: pushed by one process, loaded through the Auto classes by a fresh one
 
-SAMPLE = REPO / "adversarial_midibert" / "sample_midi" / "pop909" / "048.mid"
+SAMPLE = REPO / "adversarial_midibert" / "sample_midi" / "pop909" / "098.mid"
 
 LOAD_FROM_HUB = """
     import sys, torch

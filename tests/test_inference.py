@@ -21,7 +21,7 @@ from tokenization_octuple import OctupleTokenizer
 
 MAX_LENGTH = 64
 POP909 = sample_files("pop909")[0]
-PIANO = sample_files("emopia")[2]  # one unnamed piano track, 901 notes: 15 windows of 62 notes
+PIANO = sample_files("emopia")[2]  # one unnamed piano track, 475 notes: 8 windows of 62 notes
 
 
 def save_classifier(path, labels, token=False, labeler=None, hidden=()):

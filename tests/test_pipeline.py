@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import sample_files
+from conftest import LONG_SONG, sample_files
 from configuration_adversarial_midibert import AdversarialMidiBertConfig
 from modeling_adversarial_midibert import (
     AdversarialMidiBertForSequenceClassification,
@@ -56,7 +56,7 @@ def save_like_finetune(model, folder):
 
 @pytest.fixture(scope="module")
 def midi_file():
-    return str(sample_files("pop909")[0])
+    return str(LONG_SONG)
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ import pretty_midi
 import pytest
 import symusic
 import torch
-from conftest import FIXTURES, REPO, sample_files
+from conftest import FIXTURES, LONG_SONG, REPO, sample_files
 
 import tokenization_octuple as octuple
 from tokenization_octuple import MidiError, OctupleSong, OctupleTokenizer
@@ -472,7 +472,7 @@ def test_docstring_examples_run(tmp_path, monkeypatch):
     # into adversarial_midibert/ and the sample was replaced; they run on a shipped POP909 song under that name.
     example = tmp_path / "train" / "sample_midi" / "pop909" / "048.mid"
     example.parent.mkdir(parents=True)
-    shutil.copy(sample_files("pop909")[0], example)
+    shutil.copy(LONG_SONG, example)
     monkeypatch.chdir(tmp_path)
     result = doctest.testmod(octuple, optionflags=doctest.ELLIPSIS)
     assert result.attempted >= 20 and result.failed == 0

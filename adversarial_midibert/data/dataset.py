@@ -136,7 +136,7 @@ def find_midi_files(root: str | os.PathLike) -> list[MidiSource]:
     >>> from adversarial_midibert.presets import SAMPLE_MIDI
     >>> sources = find_midi_files(SAMPLE_MIDI)
     >>> len(sources), sources[0].song_id
-    (18, 'emopia/Q1_4dXC1cC7crw_0.mid')
+    (18, 'emopia/Q1_1Qc15G0ZHIg_1.mid')
     """
     root = Path(root)
     if os.path.lexists(root) and not root.is_dir():
@@ -178,7 +178,7 @@ def sources_from_manifest(
     >>> from adversarial_midibert.presets import SAMPLE_MIDI
     >>> sources = sources_from_manifest(SAMPLE_MIDI / "manifest.csv", label_column="dataset")
     >>> sources[0].song_id, sources[0].label
-    ('pop909/161.mid', 'pop909')
+    ('pop909/098.mid', 'pop909')
     """
     path = Path(path)
     rows = _read_manifest_rows(path)
