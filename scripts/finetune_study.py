@@ -144,7 +144,8 @@ def main(argv=None) -> int:
     parser.add_argument("--models", nargs="+", default=["preset:tiny", "runs/pretrain"])
     parser.add_argument("--only", nargs="+", default=list(SETS), help=f"some of {SETS}")
     parser.add_argument("--summary", default=str(REPO / "scripts" / "finetune_study_results.json"))
-    parser.add_argument("--table", action="store_true", help="print the summary as the README's markdown table")
+    parser.add_argument("--table", action="store_true",
+                        help="print the summary as the markdown table of docs/finetuning.md")
     args = parser.parse_args(argv)
     if args.table:
         print(markdown_table(json.loads(Path(args.summary).read_text())))

@@ -8,7 +8,7 @@ moving average over the optimizer steps (`--ema_decays`). The replay then prints
 - the mean within-song rank correlation between consecutive updates (how much the masker changed its mind), and
 - the frozen fraction after each update under `freeze_rank_momentum` m for each `--momentum` value.
 
-The README's rank-momentum numbers come from:
+The rank-momentum numbers of docs/pretraining.md come from:
 
     python scripts/freeze_book_replay.py --out runs/replay -- --freeze_every_epochs 1 --freeze_rank_momentum 0
 

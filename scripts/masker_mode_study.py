@@ -40,7 +40,8 @@ PRETRAIN_MODES = {
     "random_freeze": ["--masking", "random_freeze"],
     "no_freeze": ["--masking", "adversarial", "--masker_updates_backbone", "true", "--freeze_every_epochs", "0"],
 }
-# Subsets sized so that one fine-tuning run takes about a minute on 2 CPU cores (the README's dev-split runs).
+# Subsets sized so that one fine-tuning run takes about a minute on 2 CPU cores (the dev-split runs of
+# docs/finetuning.md).
 TASKS = {
     "melody": ["--recipe", "melody", "--max_train_songs", "100", "--num_train_epochs", "4"],
     "velocity": ["--recipe", "velocity", "--max_train_songs", "60", "--max_eval_songs", "40", "--max_steps", "120"],

@@ -262,17 +262,15 @@ def test_run_probe_on_a_small_set(predictor, shared_data, tmp_path):
     assert "| composer_pianist8 (8; 16 /" in (tmp_path / "representation.md").read_text()
 
 
-def test_readme_embedding_snippet_runs_verbatim(tmp_path):
-    """The README's "### Embeddings" Python block, in a fresh process, on a pre-training checkpoint saved without
-    `register_pipelines` (as train/pretrain.py saves one today) and two real MIDI files."""
-    import re
+def test_embeddings_page_snippet_runs_verbatim(tmp_path):
+    """The Python block of docs/embeddings.md (the README's "### Embeddings" block before it moved there), in a
+    fresh process, on a pre-training checkpoint saved without `register_pipelines` and two real MIDI files."""
     import shutil
 
     from conftest import REPO
+    from test_readme import block
 
-    text = (REPO / "README.md").read_text()
-    start = text.index("### Embeddings")
-    (snippet,) = re.findall(r"```python\n(.*?)```", text[start:text.index("\n## ", start)], flags=re.S)
+    snippet = block(REPO / "docs" / "embeddings.md", "# Embeddings and the representation benchmark", "python")
     checkpoint = tmp_path / "runs" / "pretrain"
     AdversarialMidiBertForPreTraining(AdversarialMidiBertConfig.from_preset("tiny")).save_pretrained(checkpoint)
     OctupleTokenizer(max_length=MAX_LENGTH).save_pretrained(checkpoint)
@@ -283,10 +281,10 @@ def test_readme_embedding_snippet_runs_verbatim(tmp_path):
         assert pieces.shape == (2, 128) and notes.shape == (symusic.Score("a.mid").note_num(), 128)
         result = embed("a.mid")
         np.testing.assert_allclose(result["embedding"], pieces[0], atol=1e-6)
-        print("README snippet OK")
+        print("docs snippet OK")
     """)
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_MODULES_CACHE": str(tmp_path / "modules")}
     done = subprocess.run([sys.executable, "-c", snippet + checks], cwd=tmp_path, env=env, capture_output=True,
                           text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert "README snippet OK" in done.stdout
+    assert "docs snippet OK" in done.stdout

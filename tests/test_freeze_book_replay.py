@@ -1,5 +1,5 @@
 """scripts/freeze_book_replay.py: the offline replay of recorded freeze-update scores (the recording itself is a
-pre-training run; the replay is what turns it into the README's numbers)."""
+pre-training run; the replay is what turns it into the numbers of docs/pretraining.md)."""
 import numpy as np
 
 from conftest import REPO, load_module

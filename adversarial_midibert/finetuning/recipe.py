@@ -10,7 +10,7 @@ import torch
 
 from adversarial_midibert.data.tasks import SEQUENCE
 
-# The recipe rule (`fit_recipe`), documented in the README:
+# The recipe rule (`fit_recipe`), documented in docs/finetuning.md:
 # - learning rate: 1e-3 for a freshly initialised network, 5e-4 for a pre-trained one (features worth keeping,
 #   so smaller steps), times 128 / hidden_size (a wider network takes proportionally smaller steps: the tiny
 #   preset gets the base rate, the 768-wide paper preset 1/6 of it, 8.3e-5 pre-trained, near BERT's usual range);

@@ -5,8 +5,8 @@ The authors (github.com/RS2002/Adversarial-MidiBERT) save PyTorch state dicts of
 head, `MidiBertLM`, often with DataParallel's `module.` prefix), and a Hugging Face Hub release of the same
 weights (`model.safetensors` or `pytorch_model.bin` written by `PyTorchModelHubMixin`, with their `Octuple.pkl`
 dictionary). Their network is a transformers 4.x `BertModel` fed `inputs_embeds`, so every tensor has a place in
-`AdversarialMidiBertForPreTraining`; the mapping (below, and in the README) is written from their `model.py`,
-`pretrain.py` and PianoBART's `make_dict.py`.
+`AdversarialMidiBertForPreTraining`; the mapping (below, and in docs/authors-weights.md) is written from their
+`model.py`, `pretrain.py` and PianoBART's `make_dict.py`.
 
 | their key (under the backbone prefix)          | ours (`midibert.` in head classes)                |
 |------------------------------------------------|---------------------------------------------------|

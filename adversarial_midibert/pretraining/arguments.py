@@ -23,7 +23,8 @@ class ModelArguments:
 
     preset: str = field(
         default=DEFAULT_PRESET,
-        metadata={"help": "YAML preset: a name in adversarial_midibert/configs (tiny, paper) or a path to a .yaml file."},
+        metadata={"help": "YAML preset: a name in adversarial_midibert/configs (tiny, paper) or a path to a "
+                  ".yaml file."},
     )
     model_name_or_path: str | None = field(
         default=None,
@@ -38,7 +39,7 @@ class ModelArguments:
         default=None,
         metadata={"help": "Whether the masker loss also trains the shared backbone (the authors' code, 1.7-1.8x "
                   "a random step) or only the masker head, reading the embeddings (1.0x, but worse fine-tuning at "
-                  "our larger tiny-preset budget: README). Default: the preset's (the authors' mode)."},
+                  "our larger tiny-preset budget: docs/masker-study.md). Default: the preset's (the authors' mode)."},
     )
     freeze_every_epochs: int | None = field(
         default=None, metadata={"help": "k: update the freeze book every k epochs; 0 never freezes (the "
@@ -47,22 +48,23 @@ class ModelArguments:
     freeze_rank_momentum: float | None = field(
         default=None, metadata={"help": "Weight of the past freeze updates' ranks when ranking a song's notes for "
                                 "freezing, in [0, 1); 0 = the paper's rule (rank by this update's scores only). "
-                                "Default: the preset's (0.7; README)."}
+                                "Default: the preset's (0.7; docs/pretraining.md)."}
     )
     masker_feature_layer: int | None = field(
         default=None,
         metadata={"help": "Which hidden states the masker reads: 0 = the embeddings, the number of layers = the "
-                  "last layer. Default: the last layer with --masker_updates_backbone, else the embeddings (README)."},
+                  "last layer. Default: the last layer with --masker_updates_backbone, else the embeddings "
+                  "(docs/pretraining.md)."},
     )
     masker_lr_scale: float | None = field(
         default=None,
         metadata={"help": "The masker head's learning rate as a multiple of the others'. Default: 1 with "
-                  "--masker_updates_backbone, else 20 (README)."},
+                  "--masker_updates_backbone, else 20 (docs/pretraining.md)."},
     )
     masker_random_share: float | None = field(
         default=None,
         metadata={"help": "Share of each sequence's chosen notes drawn at random instead of by the masker, so the "
-                  "masker learns from notes it did not pick (0 = the paper's pure top-p %%; README). "
+                  "masker learns from notes it did not pick (0 = the paper's pure top-p %%; docs/pretraining.md). "
                   "Default: the preset's."},
     )
     config_overrides: dict[str, Any] = field(
@@ -103,8 +105,8 @@ class DataArguments:
     max_songs: int | None = field(default=None, metadata={"help": "Use only the first N songs (smoke tests)."})
     streaming_dir: str | None = field(
         default=None,
-        metadata={"help": "Train from shards written by `python -m adversarial_midibert.pretraining.streaming` (item for "
-                  "corpora larger than memory) instead of --data."},
+        metadata={"help": "Train from shards written by `python -m adversarial_midibert.pretraining.streaming` "
+                  "(for corpora larger than memory) instead of --data."},
     )
     dump_process_state: bool = field(
         default=False,

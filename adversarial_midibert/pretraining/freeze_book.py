@@ -163,7 +163,8 @@ class FreezeBook:
         (ranks as 0..255 within the song, ties broken by this update's score, then by the earlier note). Why: a
         masker that is still learning reorders its notes between updates (rank correlation 0.2 between two
         epochs of the head-only main job), and every reordering freezes a new 30 %; m = 0.7 kept that run below
-        half frozen (README). m = 0 is the paper's rule; a consistent ranking gives the same set either way.
+        half frozen (docs/pretraining.md). m = 0 is the paper's rule; a consistent ranking gives the same set
+        either way.
 
         Args:
             scores (`Mapping[int, np.ndarray]`):
