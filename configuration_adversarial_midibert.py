@@ -18,7 +18,7 @@ REGULAR_VOCAB_SIZES = (256, 128, 129, 256, 128, 32, 254, 49)
 NUM_SPECIAL_IDS = 4
 PAD_OFFSET, MASK_OFFSET, BOS_OFFSET, EOS_OFFSET = 0, 1, 2, 3
 
-POSITION_EMBEDDING_TYPES = ("relative_key_query", "absolute")
+POSITION_EMBEDDING_TYPES = ("relative_key_query", "absolute", "rotary")
 POOLINGS = ("attention", "bos", "mean")
 MASKINGS = ("adversarial", "random", "random_freeze")
 
@@ -101,13 +101,22 @@ class AdversarialMidiBertConfig(PreTrainedConfig):
         initializer_range (`float`, *optional*, defaults to 0.02): std of the normal weight initialisation.
         position_embedding_type (`str`, *optional*, defaults to `"relative_key_query"`): `"relative_key_query"`
             (the authors' setting: learned distance embeddings on queries and keys, Huang et al. 2020) or
-            `"absolute"` (learned absolute position embeddings added to the input).
+            `"absolute"` (learned absolute position embeddings added to the input) or `"rotary"` (rotary position
+            embeddings on queries and keys, as ModernBERT: relative like `relative_key_query`, but with no
+            `L x L` bias, so attention keeps scaled-dot-product attention's fused kernels; docs/pretraining.md
+            measures it).
+        rotary_base (`float`, *optional*, defaults to 10000.0): base of the rotary frequencies
+            (`position_embedding_type="rotary"` only).
         attribute_vocab_sizes (`list[int]`, *optional*): regular ids per attribute, 8 values in the order
             `bar, position, instrument, pitch, duration, velocity, time_signature, tempo`. Four special ids
             (PAD, MASK, BOS, EOS) follow each attribute's regular ids.
         attribute_embedding_size (`int`, *optional*, defaults to 256): width of each attribute's table.
         scale_attribute_embeddings (`bool`, *optional*, defaults to `True`): multiply each table's output by
             sqrt(`attribute_embedding_size`), as the authors' code does.
+        pitch_class_sharing (`bool`, *optional*, defaults to `False`): add to each pitch's embedding a pitch-class
+            row and an octave row shared by all pitches of that class / octave, and to the recoverer's pitch logits
+            a shared pitch-class and octave logit. `False` is the paper's network (one free row per pitch);
+            docs/pretraining.md measures what sharing does to pitch recovery.
         masker_hidden_size (`int`, *optional*, defaults to 256): inner width of the masker head.
         classifier_pooling (`str`, *optional*, defaults to `"attention"`): sequence pooling, `"attention"`
             (the authors' structured self-attention pooling over the notes), `"bos"` or `"mean"` (over the notes).
@@ -184,10 +193,12 @@ class AdversarialMidiBertConfig(PreTrainedConfig):
     layer_norm_eps: float = 1e-12
     initializer_range: float = 0.02
     position_embedding_type: str = "relative_key_query"
+    rotary_base: float = 10000.0
 
     attribute_vocab_sizes: list[int] = field(default_factory=lambda: list(REGULAR_VOCAB_SIZES))
     attribute_embedding_size: int = 256
     scale_attribute_embeddings: bool = True
+    pitch_class_sharing: bool = False
     masker_hidden_size: int = 256
 
     classifier_pooling: str = "attention"
@@ -255,6 +266,13 @@ class AdversarialMidiBertConfig(PreTrainedConfig):
                 f"`hidden_size` ({self.hidden_size}) must be a multiple of `num_attention_heads` "
                 f"({self.num_attention_heads})"
             )
+        if self.position_embedding_type == "rotary" and (self.hidden_size // self.num_attention_heads) % 2:
+            raise ValueError(
+                f"rotary positions rotate pairs of dimensions: the head width hidden_size / num_attention_heads "
+                f"({self.hidden_size // self.num_attention_heads}) must be even"
+            )
+        if not self.rotary_base > 1:
+            raise ValueError(f"`rotary_base` must be > 1, got {self.rotary_base}")
         if len(self.attribute_vocab_sizes) != len(ATTRIBUTES) or min(self.attribute_vocab_sizes) <= 0:
             raise ValueError(
                 f"`attribute_vocab_sizes` must hold {len(ATTRIBUTES)} positive sizes (one per attribute: "

@@ -4,7 +4,7 @@ Hub code: imports only torch, transformers and the configuration file beside it,
 both files next to the weights and every `AutoModel...from_pretrained(..., trust_remote_code=True)` loads them.
 
 Reading order: the pure selection functions of adversarial pre-training (`real_note_mask`, `choose_notes`,
-`corrupt_notes`, `masker_targets`), the network (embedding, attention with the relative-position bias, encoder),
+`corrupt_notes`, `masker_targets`), the network (embedding, attention with the relative-position bias or rotary positions, encoder),
 then the model classes.
 """
 from __future__ import annotations
@@ -316,6 +316,18 @@ def fine_tuning_inputs(
 # ---------------------------------------------------------------------------------------------------------------
 
 
+PITCH = ATTRIBUTES.index("pitch")
+NUM_PITCH_CLASSES, NUM_OCTAVES, NUM_MIDI_PITCHES = 12, 11, 128
+
+
+def pitch_class_and_octave(pitch_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pitch class (0-11) and octave (0-10) of pitch ids; 12 and 11 ("none") for drum and special ids."""
+    melodic = pitch_ids < NUM_MIDI_PITCHES
+    pitch_class = torch.where(melodic, pitch_ids % NUM_PITCH_CLASSES, NUM_PITCH_CLASSES)
+    octave = torch.where(melodic, pitch_ids // NUM_PITCH_CLASSES, NUM_OCTAVES)
+    return pitch_class, octave
+
+
 class AdversarialMidiBertEmbeddings(nn.Module):
     """
     Octuple embedding: one table per attribute (times sqrt(width) when `scale_attribute_embeddings`),
@@ -336,11 +348,21 @@ class AdversarialMidiBertEmbeddings(nn.Module):
             if config.position_embedding_type == "absolute"
             else None
         )
+        # With `pitch_class_sharing`, a pitch's vector adds a pitch-class row and an octave row that all pitches of
+        # that class / octave share, so what is learned about C4 reaches C3 and C5 (one extra "none" row each for
+        # drums and special ids).
+        self.pitch_class_embeddings = self.octave_embeddings = None
+        if config.pitch_class_sharing:
+            self.pitch_class_embeddings = nn.Embedding(NUM_PITCH_CLASSES + 1, config.attribute_embedding_size)
+            self.octave_embeddings = nn.Embedding(NUM_OCTAVES + 1, config.attribute_embedding_size)
         self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
 
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
         tables = [table(input_ids[..., j]) for j, table in enumerate(self.attribute_embeddings)]
+        if self.pitch_class_embeddings is not None:
+            pitch_class, octave = pitch_class_and_octave(input_ids[..., PITCH])
+            tables[PITCH] = tables[PITCH] + self.pitch_class_embeddings(pitch_class) + self.octave_embeddings(octave)
         embeddings = self.projection(torch.cat(tables, dim=-1) * self.scale)
         if self.position_embeddings is not None:
             positions = torch.arange(input_ids.shape[1], device=input_ids.device)
@@ -444,6 +466,40 @@ def relative_key_query_bias(
     return _RelativeKeyQueryBias.apply(query, key, table)
 
 
+def rotary_cos_sin(length: int, head_dim: int, base: float, device, dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """
+    Rotary position angles (Su et al. 2021, as in ModernBERT): `cos` and `sin` of shape `(length, head_dim)`, the
+    `head_dim / 2` frequencies `base ** (-2i / head_dim)` each repeated for the two halves that `apply_rotary`
+    rotates against each other. Recomputed per call: at most `length x head_dim` values, no state to save.
+    """
+    inv_freq = base ** (-torch.arange(0, head_dim, 2, device=device, dtype=torch.float32) / head_dim)
+    angles = torch.outer(torch.arange(length, device=device, dtype=torch.float32), inv_freq)
+    angles = torch.cat((angles, angles), dim=-1)
+    return angles.cos().to(dtype), angles.sin().to(dtype)
+
+
+def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """
+    Rotate each `(x_i, x_{i + d/2})` pair of the last axis by its position's angle, so that the dot product of a
+    rotated query at position l and a rotated key at position r depends on l - r only: relative positions with no
+    `L x L` bias, which keeps scaled-dot-product attention on its fused kernels.
+
+    Example:
+
+    ```python
+    >>> import torch
+    >>> cos, sin = rotary_cos_sin(6, 4, 10000.0, "cpu", torch.float32)
+    >>> q, k = torch.randn(4), torch.randn(4)
+    >>> score = lambda l, r: apply_rotary(q, cos[l], sin[l]) @ apply_rotary(k, cos[r], sin[r])
+    >>> torch.allclose(score(1, 3), score(3, 5), atol=1e-5)  # same distance, same score
+    True
+
+    ```
+    """
+    first, second = x.chunk(2, dim=-1)
+    return x * cos + torch.cat((-second, first), dim=-1) * sin
+
+
 def eager_attention_forward(
     module: nn.Module,
     query: torch.Tensor,
@@ -480,6 +536,7 @@ class AdversarialMidiBertSelfAttention(nn.Module):
             if config.position_embedding_type == "relative_key_query"
             else None
         )
+        self.rotary_base = config.rotary_base if config.position_embedding_type == "rotary" else None
 
     def forward(
         self, hidden_states: torch.Tensor, key_mask: torch.Tensor | None, output_attentions: bool = False
@@ -488,6 +545,9 @@ class AdversarialMidiBertSelfAttention(nn.Module):
         query = self.query(hidden_states).view(shape).transpose(1, 2)
         key = self.key(hidden_states).view(shape).transpose(1, 2)
         value = self.value(hidden_states).view(shape).transpose(1, 2)
+        if self.rotary_base is not None:
+            cos, sin = rotary_cos_sin(query.shape[-2], self.attention_head_size, self.rotary_base, query.device, query.dtype)
+            query, key = apply_rotary(query, cos, sin), apply_rotary(key, cos, sin)
         # One additive float mask in the query's dtype (sdpa requires it; under autocast that is not the
         # embeddings' dtype). The dtype minimum, not -inf, keeps padded query rows finite, so no NaN reaches the
         # real rows through 0 * NaN in the next layer; it is filled in after adding the bias so fp16 cannot
@@ -756,6 +816,28 @@ class AdversarialMidiBertModel(AdversarialMidiBertPreTrainedModel):
         return outputs
 
 
+class AdversarialMidiBertPitchLogits(nn.Module):
+    """
+    The recoverer's pitch classifier with `pitch_class_sharing`: `Linear(hidden, vocab)` plus a pitch-class logit
+    and an octave logit that every pitch of that class / octave shares (the output side of the shared rows in
+    `AdversarialMidiBertEmbeddings`), so evidence for "an E" raises every E at once.
+    """
+
+    def __init__(self, config: AdversarialMidiBertConfig):
+        super().__init__()
+        vocab = config.vocab_sizes[PITCH]
+        self.dense = nn.Linear(config.hidden_size, vocab)
+        self.pitch_class = nn.Linear(config.hidden_size, NUM_PITCH_CLASSES + 1)
+        self.octave = nn.Linear(config.hidden_size, NUM_OCTAVES + 1)
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        # The id -> class / octave maps are rebuilt per call (a few hundred ids) rather than kept as buffers, which
+        # `from_pretrained` would leave uninitialised (models are built on the meta device).
+        pitch_class, octave = pitch_class_and_octave(torch.arange(self.dense.out_features, device=hidden_states.device))
+        return (self.dense(hidden_states) + self.pitch_class(hidden_states)[..., pitch_class]
+                + self.octave(hidden_states)[..., octave])
+
+
 @dataclass
 class AdversarialMidiBertForPreTrainingOutput(ModelOutput):
     r"""
@@ -767,8 +849,9 @@ class AdversarialMidiBertForPreTrainingOutput(ModelOutput):
             `num_items_in_batch` or the number of chosen notes.
         masker_loss (`torch.Tensor` of shape `()`): eq. 3, the mean BCE over the notes that have a masker
             target; an exact zero (still connected to the masker's parameters) in random mode and with `labels`.
-        logits (`tuple(torch.Tensor)`): 8 tensors `(batch, length, vocab_j)`, the recoverer on the corrupted
-            input.
+        logits (`tuple(torch.Tensor)`): 8 tensors `(num_chosen, vocab_j)`, the recoverer on the corrupted input,
+            for the chosen notes only, in the row-major order of `chosen_mask` (`logits[j]` pairs with
+            `input_ids[chosen_mask][:, j]`).
         masker_probabilities (`torch.Tensor` of shape `(batch, length)`): the masker on the clean input, 0 on
             rows that are not real notes; `None` in random mode and with `labels`.
         masker_logits (`torch.Tensor` of shape `(batch, length)`): the masker's logits on the clean input (what
@@ -827,7 +910,11 @@ class AdversarialMidiBertForPreTraining(AdversarialMidiBertPreTrainedModel):
     def __init__(self, config: AdversarialMidiBertConfig):
         super().__init__(config)
         self.midibert = AdversarialMidiBertModel(config)
-        self.recoverer = nn.ModuleList(nn.Linear(config.hidden_size, size) for size in config.vocab_sizes)
+        self.recoverer = nn.ModuleList(
+            AdversarialMidiBertPitchLogits(config) if j == PITCH and config.pitch_class_sharing
+            else nn.Linear(config.hidden_size, size)
+            for j, size in enumerate(config.vocab_sizes)
+        )
         self.masker = AdversarialMidiBertMaskerHead(config)
         self.post_init()
 
@@ -889,17 +976,21 @@ class AdversarialMidiBertForPreTraining(AdversarialMidiBertPreTrainedModel):
             output_hidden_states=output_hidden_states,
             return_dict=True,
         )
-        hidden = outputs.last_hidden_state
+        # The recoverer reads only the predicted rows (about 15 % of them): its 8 classifiers over ~1,200 ids in
+        # all cost more than the whole encoder of a small model when run on every row, and the other rows' logits
+        # never reach the loss (the sparse prediction of "Cramming", Geiping & Goldstein 2022).
+        hidden = outputs.last_hidden_state[predicted]
+        row_targets = targets[predicted]
         logits = tuple(head(hidden) for head in self.recoverer)
-        note_losses = torch.zeros(predicted.shape, dtype=torch.float32, device=hidden.device)
+        row_losses = torch.zeros(hidden.shape[0], dtype=torch.float32, device=hidden.device)
         correct = []
         for j, attribute_logits in enumerate(logits):
-            attribute_targets = targets[..., j].masked_fill(~predicted, -100)
-            loss_j = F.cross_entropy(
-                attribute_logits.float().flatten(0, 1), attribute_targets.flatten(), ignore_index=-100, reduction="none"
-            ).view(predicted.shape)
-            note_losses = note_losses + weights[j] * loss_j
+            attribute_targets = row_targets[:, j]
+            loss_j = F.cross_entropy(attribute_logits.float(), attribute_targets, ignore_index=-100, reduction="none")
+            row_losses = row_losses + weights[j] * loss_j
             correct.append(((attribute_logits.argmax(-1) == attribute_targets) & (attribute_targets != -100)).sum())
+        note_losses = torch.zeros(predicted.shape, dtype=torch.float32, device=hidden.device)
+        note_losses = note_losses.masked_scatter(predicted, row_losses)
         return outputs, logits, note_losses, torch.stack(correct)
 
     def forward(

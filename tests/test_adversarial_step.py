@@ -211,7 +211,7 @@ def test_step_losses_follow_equations_1_and_3(pretraining_model):
                             generator=torch.Generator().manual_seed(1))
     chosen = out.chosen_mask
     per_note = sum(
-        weights[j] * F.cross_entropy(out.logits[j][chosen], ids[..., j][chosen], reduction="none") for j in range(8)
+        weights[j] * F.cross_entropy(out.logits[j], ids[..., j][chosen], reduction="none") for j in range(8)
     )
     assert torch.allclose(out.note_losses[chosen], per_note.detach(), atol=1e-5)
     assert (out.note_losses[~chosen] == 0).all()
@@ -220,7 +220,7 @@ def test_step_losses_follow_equations_1_and_3(pretraining_model):
     expected = F.binary_cross_entropy(out.masker_probabilities[has_target], targets[has_target])
     assert torch.allclose(out.masker_loss, expected, atol=1e-5)
     assert torch.allclose(out.loss, out.recoverer_loss + out.masker_loss)
-    correct = torch.stack([(out.logits[j].argmax(-1)[chosen] == ids[..., j][chosen]).sum() for j in range(8)])
+    correct = torch.stack([(out.logits[j].argmax(-1) == ids[..., j][chosen]).sum() for j in range(8)])
     assert torch.equal(out.attribute_correct, correct)
     halved = pretraining_model(input_ids=ids, attention_mask=mask, attribute_weights=weights,
                                num_items_in_batch=2 * chosen.sum(), generator=torch.Generator().manual_seed(1))

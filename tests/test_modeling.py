@@ -13,11 +13,13 @@ from modeling_adversarial_midibert import (
     AdversarialMidiBertForSequenceClassification,
     AdversarialMidiBertForTokenClassification,
     AdversarialMidiBertModel,
+    apply_rotary,
     real_note_mask,
     relative_key_query_bias,
+    rotary_cos_sin,
 )
 
-POSITION_TYPES = ["relative_key_query", "absolute"]
+POSITION_TYPES = ["relative_key_query", "absolute", "rotary"]
 
 
 def build(cls, config, seed=0):
@@ -58,7 +60,8 @@ def test_config_ids_agree_with_the_tokenizer():
         ("mask_token_ratio", 0.9),  # 0.9 + 0.2 > 1
         ("classifier_pooling", "max"),
         ("masking", "span"),
-        ("position_embedding_type", "rotary"),
+        ("position_embedding_type", "alibi"),
+        ("rotary_base", 1.0),
         ("hidden_size", 30),  # not divisible by 4 heads
         ("attribute_vocab_sizes", [256, 128, 129]),
         ("hidden_attributes", ["loudness"]),
@@ -392,3 +395,89 @@ def test_stock_trainer_averages_classification_losses_over_accumulation(tmp_path
     config = AdversarialMidiBertConfig.from_preset("tiny", num_labels=2)
     for head in (AdversarialMidiBertForSequenceClassification, AdversarialMidiBertForTokenClassification):
         assert Trainer(model=head(config), args=args).model_accepts_loss_kwargs is False
+
+
+# --- rotary positions, pitch-class sharing, sparse recoverer ------------------------------------------------------
+
+
+def test_rotary_scores_depend_on_the_distance_only():
+    cos, sin = rotary_cos_sin(40, 8, 10000.0, "cpu", torch.float64)
+    q, k = torch.randn(8, dtype=torch.float64), torch.randn(8, dtype=torch.float64)
+    rotated_q, rotated_k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)  # (40, 8): every position
+    scores = rotated_q @ rotated_k.T
+    for distance in (-7, 0, 3, 20):
+        diagonal = torch.diagonal(scores, offset=distance)
+        assert torch.allclose(diagonal, diagonal[0].expand_as(diagonal))
+    assert torch.allclose(scores[0, 0], q @ k)  # position 0 is not rotated
+    assert not torch.allclose(scores[0, 1], scores[0, 5])
+
+
+def test_rotary_model_has_no_position_parameters_and_sees_order():
+    config = tiny_config(position_embedding_type="rotary")
+    model = build(AdversarialMidiBertModel, config)
+    assert not [name for name, _ in model.named_parameters() if "position" in name or "distance" in name]
+    with torch.no_grad():  # sharpen attention: at init (std 0.02) every score is ~0 and order barely shows
+        for layer in model.encoder.layer:
+            layer.attention.self.query.weight.mul_(30)
+            layer.attention.self.key.weight.mul_(30)
+    ids, _ = window_batch(config, [6])
+    swapped = ids.clone()
+    swapped[0, [2, 4]] = ids[0, [4, 2]]
+    hidden, hidden_swapped = (model(input_ids=x).last_hidden_state[0] for x in (ids, swapped))
+    # the same notes at other places: a position-blind encoder would give notes 2 and 4 swapped vectors
+    assert not torch.allclose(hidden[2], hidden_swapped[4], atol=1e-2)
+
+
+def test_rotary_needs_an_even_head_width():
+    with pytest.raises(ValueError, match="must be even"):
+        AdversarialMidiBertConfig.from_preset("tiny", position_embedding_type="rotary", hidden_size=132,
+                                              num_attention_heads=4)
+
+
+def test_pitch_class_sharing_ties_every_octave_of_a_class():
+    config = tiny_config(pitch_class_sharing=True)
+    model = build(AdversarialMidiBertForPreTraining, config)
+    embeddings = model.midibert.embeddings
+    with torch.no_grad():
+        embeddings.attribute_embeddings[3].weight.zero_()
+        embeddings.octave_embeddings.weight.zero_()
+    pitch = embeddings.attribute_embeddings[3]
+    rows = lambda ids: pitch(ids) + embeddings.pitch_class_embeddings(ids % 12) + embeddings.octave_embeddings(ids // 12)
+    assert torch.equal(rows(torch.tensor(60)), rows(torch.tensor(72)))  # C4 and C5: the same class row
+    assert not torch.equal(rows(torch.tensor(60)), rows(torch.tensor(61)))
+    head = model.recoverer[3]
+    hidden = torch.randn(5, config.hidden_size)
+    before = head(hidden)
+    with torch.no_grad():
+        head.pitch_class.bias[4] += 1.0  # evidence for "an E"
+    moved = (head(hidden) - before).abs() > 1e-6
+    e_ids = [p for p in range(config.vocab_sizes[3]) if p < 128 and p % 12 == 4]
+    assert moved[:, e_ids].all() and moved.sum() == 5 * len(e_ids)  # drums (128+) and specials are not E
+    with torch.no_grad():
+        head.octave.bias[11] += 1.0  # the "none" octave: drum and special ids only
+    assert ((head(hidden) - before).abs() > 1e-6)[:, 128:].all()
+
+
+def test_pitch_class_sharing_survives_a_save_and_load(tmp_path):
+    config = tiny_config(pitch_class_sharing=True, position_embedding_type="rotary")
+    model = build(AdversarialMidiBertForPreTraining, config)
+    model.save_pretrained(tmp_path)
+    loaded = AdversarialMidiBertForPreTraining.from_pretrained(tmp_path).eval()
+    ids, mask = window_batch(config, [9, 4])
+    assert torch.allclose(model.midibert(ids, attention_mask=mask).last_hidden_state,
+                          loaded.midibert(ids, attention_mask=mask).last_hidden_state, atol=1e-6)
+    hidden = torch.randn(3, config.hidden_size)
+    assert torch.allclose(model.recoverer[3](hidden), loaded.recoverer[3](hidden))
+
+
+def test_recoverer_logits_cover_the_chosen_notes_only():
+    config = tiny_config()
+    model = build(AdversarialMidiBertForPreTraining, config)
+    ids, mask = window_batch(config, [30, 12])
+    out = model(input_ids=ids, attention_mask=mask, masking="random", generator=torch.Generator().manual_seed(2))
+    chosen = out.chosen_mask
+    assert [logits.shape for logits in out.logits] == [(int(chosen.sum()), size) for size in config.vocab_sizes]
+    # row i of every attribute's logits belongs to the i-th chosen note in row-major order
+    targets = ids[chosen]
+    losses = sum(F.cross_entropy(out.logits[j], targets[:, j], reduction="none") for j in range(8)) / 8
+    assert torch.allclose(out.note_losses[chosen], losses, atol=1e-5)

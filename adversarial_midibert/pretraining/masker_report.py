@@ -15,8 +15,10 @@ import os
 
 import torch
 
+RECOVERED_ATTRIBUTES = ("bar", "position", "pitch", "duration", "velocity")
 CURVES = ("frozen_fraction", "capped_fraction", "masker_spread", "masker_auc", "masker_loss", "recoverer_loss",
-          "eval_masker_auc", "eval_random_recovery_accuracy")
+          "eval_masker_auc", "eval_random_recovery_accuracy", "epoch",
+          *(f"eval_random_recovery_accuracy_{name}" for name in RECOVERED_ATTRIBUTES))
 CURVES_FILE = "training_curves.json"
 
 
@@ -65,7 +67,8 @@ def write_masker_report(trainer, output_dir: str | os.PathLike) -> list[str]:
 
 def _plot_curves(plt, curves, path: str) -> str:
     panels = [("frozen_fraction", "capped_fraction"), ("masker_auc", "eval_masker_auc"), ("masker_spread",),
-              ("eval_random_recovery_accuracy",)]
+              ("eval_random_recovery_accuracy",),
+              tuple(f"eval_random_recovery_accuracy_{name}" for name in RECOVERED_ATTRIBUTES)]
     fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 3), constrained_layout=True)
     for ax, names in zip(axes, panels):
         for name in names:

@@ -429,8 +429,11 @@ class AdversarialTrainer(HubTrainerMixin, Trainer):
     @staticmethod
     def _correct_per_window(input_ids: torch.Tensor, outputs) -> torch.Tensor:
         # (windows, 9): notes whose attribute j was recovered, then the number of predicted notes.
+        # The recoverer's logits cover the chosen notes only, in row-major order: put each hit back in its window.
         chosen = outputs.chosen_mask
-        correct = [((logits.argmax(-1) == input_ids[..., j]) & chosen).sum(-1) for j, logits in enumerate(outputs.logits)]
+        targets = input_ids[chosen]
+        correct = [chosen.masked_scatter(chosen, logits.argmax(-1) == targets[:, j]).sum(-1)
+                   for j, logits in enumerate(outputs.logits)]
         return torch.stack(correct + [chosen.sum(-1)], dim=-1).double()
 
     def _summarise_evaluation(self, prefix: str) -> dict[str, float]:
