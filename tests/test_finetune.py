@@ -292,9 +292,18 @@ def test_epoch_cap_and_learning_rate_follow_the_data_and_the_model(tmp_path):
         model = AdversarialMidiBertForSequenceClassification(tiny_config(hidden_size=hidden, num_labels=2))
         return fit_recipe(training_args, argv, model, pretrained, windows, True, 4), training_args
 
+    # With a dev set the dev score decides when to stop: the cap is MAX_EPOCHS whatever the data's size.
     small, _ = recipe([], 16 * 5, pretrained=False)
     large, _ = recipe([], 16 * TARGET_STEPS * 10, pretrained=False)
-    assert small["num_train_epochs"] == min(TARGET_STEPS // 5, MAX_EPOCHS) and large["num_train_epochs"] == MIN_EPOCHS
+    assert small["num_train_epochs"] == large["num_train_epochs"] == MAX_EPOCHS
+    assert small["early_stopping_patience"] == 4
+    # Without early stopping (patience 0): about TARGET_STEPS steps, at least MIN_EPOCHS.
+    _, training_args = parse_args(["--output_dir", str(tmp_path)])
+    model = AdversarialMidiBertForSequenceClassification(tiny_config(num_labels=2))
+    fixed = fit_recipe(training_args, [], model, False, 16 * 5, True, 0)
+    _, training_args = parse_args(["--output_dir", str(tmp_path)])
+    fixed_large = fit_recipe(training_args, [], model, False, 16 * TARGET_STEPS * 10, True, 0)
+    assert fixed["num_train_epochs"] == min(TARGET_STEPS // 5, MAX_EPOCHS) and fixed_large["num_train_epochs"] == MIN_EPOCHS
     assert recipe([], 800, pretrained=True)[0]["learning_rate"] == pytest.approx(5e-4)
     assert recipe([], 800, pretrained=True, hidden=256)[0]["learning_rate"] == pytest.approx(2.5e-4)
     given, training_args = recipe(["--learning_rate", "3e-5", "--num_train_epochs", "2"], 800, pretrained=False)
@@ -308,6 +317,7 @@ def test_a_model_at_the_majority_class_gets_a_plain_warning(tmp_path, capsys):
                            "--max_steps", "1", "--learning_rate", "1e-12"])
     model, majority = results["metrics"]["song_macro_f1"], results["baselines"]["majority"]["song_macro_f1"]
     assert model < majority + 0.1  # an untrained network: no better than the majority class
+    assert results["stopped_by"] == "max_steps" and results["recipe"]["max_train_minutes"] == 60
     warning = [w for w in results["warnings"] if "majority class" in w]
     assert len(warning) == 1 and "--num_train_epochs" in warning[0] and "--learning_rate" in warning[0]
     printed = capsys.readouterr().out
@@ -519,3 +529,28 @@ def test_melody_recipe_tokenizes_as_4_4_unless_turned_off(tmp_path, flag, ignore
     assert np.array_equal(first, np.asarray(expected)[1:-1])
     by_file = np.asarray(OctupleTokenizer(max_length=64)(task.train[0].path)["input_ids"][0])[1:-1]
     assert np.array_equal(first[:, :2], by_file[:, :2]) is not ignored  # the 1/4 bars shape the ids only when read
+
+
+def test_time_budget_stops_training_and_says_so():
+    from types import SimpleNamespace
+
+    from transformers import TrainerControl
+
+    from adversarial_midibert.finetuning.trainer import TrainingTimeBudget, stopped_by
+
+    args = SimpleNamespace(max_steps=-1, num_train_epochs=40)
+    budget = TrainingTimeBudget(minutes=0.0)
+    control = TrainerControl()
+    budget.on_train_begin(args, None, control)
+    budget.on_step_end(args, None, control)
+    assert control.should_training_stop and budget.fired
+    assert stopped_by(budget, SimpleNamespace(epoch=3.5, global_step=70), args) == "time budget"
+    patient = TrainingTimeBudget(minutes=60)
+    control = TrainerControl()
+    patient.on_train_begin(args, None, control)
+    patient.on_step_end(args, None, control)
+    assert not control.should_training_stop and not patient.fired
+    assert stopped_by(patient, SimpleNamespace(epoch=9.0, global_step=180), args) == "early stopping"
+    assert stopped_by(patient, SimpleNamespace(epoch=40.0, global_step=800), args) == "epoch cap"
+    assert stopped_by(None, SimpleNamespace(epoch=0.1, global_step=1), SimpleNamespace(max_steps=1, num_train_epochs=3)) == "max_steps"
+

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 from transformers import HfArgumentParser, TrainingArguments
 
-from adversarial_midibert.finetuning.recipe import PATIENCE
+from adversarial_midibert.finetuning.recipe import MAX_TRAIN_MINUTES, PATIENCE
 
 # Fine-tuning defaults (any flag overrides them). The learning rate, the warm-up, the number of epochs and the
 # best-checkpoint selection are not fixed numbers: `fit_recipe` chooses them from the model and the data.
@@ -36,7 +36,8 @@ class FinetuneArguments:
 
     model: str = field(
         default="preset:tiny",
-        metadata={"help": "A checkpoint folder or Hub id (pre-trained or fine-tuned), or preset:<name> (tiny, paper) "
+        metadata={"help": "A checkpoint folder or Hub id (pre-trained or fine-tuned), the shipped pre-trained model "
+                  "adversarial-midibert-small, or preset:<name> (tiny, small, paper) "
                   "for a freshly initialised network (no pre-training)."},
     )
     task: str = field(
@@ -108,6 +109,11 @@ class FinetuneArguments:
     )
     early_stopping_patience: int = field(
         default=PATIENCE, metadata={"help": "Stop after this many evaluations without a better dev macro-F1 (0: off)."}
+    )
+    max_train_minutes: float = field(
+        default=MAX_TRAIN_MINUTES,
+        metadata={"help": "Stop training after this many minutes even if the dev score still improves (0: no "
+                  "limit); the best evaluated epoch is kept."},
     )
     baselines: bool = field(default=True, metadata={"help": "Fit the majority and note-statistics baselines."})
     num_proc: int = field(default=1, metadata={"help": "Processes that tokenize the MIDI files."})

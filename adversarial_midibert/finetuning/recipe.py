@@ -15,12 +15,16 @@ from adversarial_midibert.data.tasks import SEQUENCE
 #   so smaller steps), times 128 / hidden_size (a wider network takes proportionally smaller steps: the tiny
 #   preset gets the base rate, the 768-wide paper preset 1/6 of it, 8.3e-5 pre-trained, near BERT's usual range);
 # - warm-up: the first 10 % of the steps (linear), then linear decay;
-# - epochs: enough for about TARGET_STEPS optimizer steps, at least MIN_EPOCHS and at most MAX_EPOCHS, with early
-#   stopping after PATIENCE epochs without a better dev macro-F1 and the best epoch's weights kept.
+# - epochs: with a dev set, until the dev macro-F1 has not improved for PATIENCE epochs (the best epoch's weights
+#   kept), at most MAX_EPOCHS and at most `--max_train_minutes` of training. Why not a fixed count: a fixed
+#   3-epoch floor stopped a from-scratch composer run while its dev macro-F1 still climbed (0.127, 0.188, 0.205;
+#   issue 19), so a comparison of two starting points measured how fast each learns, not how well. Without a dev
+#   set there is nothing to stop on: enough epochs for about TARGET_STEPS steps, between MIN_EPOCHS and MAX_EPOCHS.
 BASE_LEARNING_RATE = {"scratch": 1e-3, "pretrained": 5e-4}
 WARMUP_SHARE = 0.1
 TARGET_STEPS = 250
 MIN_EPOCHS, MAX_EPOCHS, PATIENCE = 3, 40, 4
+MAX_TRAIN_MINUTES = 60
 
 
 def _given(argv: list[str], *names: str) -> bool:
@@ -52,12 +56,16 @@ def fit_recipe(training_args, argv: list[str], model, pretrained: bool, num_trai
         training_args.learning_rate = float(f"{base * 128 / model.config.hidden_size:.3g}")
     if not _given(argv, "warmup_steps", "warmup_ratio"):
         training_args.warmup_steps = WARMUP_SHARE
-    if not _given(argv, "num_train_epochs") and training_args.max_steps <= 0:
-        training_args.num_train_epochs = min(max(math.ceil(TARGET_STEPS / steps_per_epoch), MIN_EPOCHS), MAX_EPOCHS)
     if not has_eval:
         training_args.eval_strategy = IntervalStrategy.NO
     selecting = (has_eval and training_args.eval_strategy != IntervalStrategy.NO
                  and training_args.save_strategy == training_args.eval_strategy)
+    if not _given(argv, "num_train_epochs") and training_args.max_steps <= 0:
+        if selecting and early_stopping_patience > 0:  # the dev score decides when to stop
+            training_args.num_train_epochs = MAX_EPOCHS
+        else:
+            training_args.num_train_epochs = min(max(math.ceil(TARGET_STEPS / steps_per_epoch), MIN_EPOCHS),
+                                                 MAX_EPOCHS)
     if selecting and not _given(argv, "load_best_model_at_end"):
         training_args.load_best_model_at_end = True
     if training_args.load_best_model_at_end and not _given(argv, "metric_for_best_model"):

@@ -41,7 +41,12 @@ from adversarial_midibert.finetuning.report import (
     results_table,
     split_record,
 )
-from adversarial_midibert.finetuning.trainer import FinetuneTrainer, class_weights_from_counts
+from adversarial_midibert.finetuning.trainer import (
+    FinetuneTrainer,
+    TrainingTimeBudget,
+    class_weights_from_counts,
+    stopped_by,
+)
 from pipeline_adversarial_midibert import register_pipelines
 
 
@@ -86,6 +91,12 @@ def main(argv: list[str] | None = None) -> dict:
     callbacks = []
     if recipe["early_stopping_patience"] > 0:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=recipe["early_stopping_patience"]))
+    if args.max_train_minutes < 0:
+        raise ValueError(f"--max_train_minutes must be >= 0, got {args.max_train_minutes}")
+    budget = TrainingTimeBudget(args.max_train_minutes) if args.max_train_minutes > 0 else None
+    recipe["max_train_minutes"] = args.max_train_minutes or None
+    if budget is not None:
+        callbacks.append(budget)
     trainer = FinetuneTrainer(
         model=model,
         args=training_args,
@@ -111,7 +122,8 @@ def main(argv: list[str] | None = None) -> dict:
             print(f"WARNING: {line}")
         print(f"recipe: learning rate {recipe['learning_rate']:.3g} ({'pre-trained' if pretrained else 'from scratch'}, "
               f"hidden size {model.config.hidden_size}), warm-up {recipe['warmup']}, up to "
-              f"{recipe['num_train_epochs']:g} epochs of {recipe['steps_per_epoch']} steps, class weighting "
+              f"{recipe['num_train_epochs']:g} epochs of {recipe['steps_per_epoch']} steps"
+              + (f" or {args.max_train_minutes:g} minutes" if budget is not None else "") + ", class weighting "
               f"{args.class_weighting}" + (f", early stopping after {recipe['early_stopping_patience']} epochs without "
                                           "a better dev macro-F1" if recipe["early_stopping_patience"] else ""))
     train_output = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
@@ -146,6 +158,7 @@ def main(argv: list[str] | None = None) -> dict:
         "train_loss_curve": loss_curve(trainer.state.log_history),
         "epochs_run": round(trainer.state.epoch or 0, 2),
         "best_epoch": best_epoch,
+        "stopped_by": stopped_by(budget, trainer.state, training_args),
         "recipe": recipe,
         "data": {"train": report_dict(train_report), "eval": report_dict(eval_report)},
         "split": split_record(task),

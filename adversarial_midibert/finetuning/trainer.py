@@ -8,6 +8,7 @@ in training forwards; the evaluation loss is the plain mean cross-entropy.
 from __future__ import annotations
 
 import math
+import time
 
 import torch
 import torch.nn.functional as F
@@ -150,6 +151,46 @@ class FinetuneProgress(TrainerCallback):
         if self.bar is not None:
             self.bar.close()
             self.bar = None
+
+
+class TrainingTimeBudget(TrainerCallback):
+    """Stop training once `minutes` of it have passed (checked after every optimizer step), so "train until the dev
+    score stops improving" has a bound a user can see before the run starts. `fired` says whether it stopped the
+    run; the best evaluated epoch is still the one kept (`load_best_model_at_end`).
+
+    Example:
+
+    ```python
+    >>> budget = TrainingTimeBudget(minutes=30)
+    >>> trainer = FinetuneTrainer(..., callbacks=[budget])                     # doctest: +SKIP
+    >>> trainer.train(); budget.fired                                        # doctest: +SKIP
+    False
+
+    ```
+    """
+
+    def __init__(self, minutes: float):
+        self.seconds = 60.0 * minutes
+        self.started: float | None = None
+        self.fired = False
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.started = time.monotonic()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.started is not None and time.monotonic() - self.started >= self.seconds:
+            control.should_training_stop = True
+            self.fired = True
+
+
+def stopped_by(budget: TrainingTimeBudget | None, state, args) -> str:
+    """Why training ended: `"time budget"`, `"max_steps"`, `"early stopping"` (before the epoch cap) or
+    `"epoch cap"`, from the `TrainerState` and `TrainingArguments` of the finished run."""
+    if budget is not None and budget.fired:
+        return "time budget"
+    if args.max_steps > 0 and state.global_step >= args.max_steps:
+        return "max_steps"
+    return "early stopping" if (state.epoch or 0) < args.num_train_epochs - 1e-6 else "epoch cap"
 
 
 def _number(value) -> str:
