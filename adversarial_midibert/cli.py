@@ -159,7 +159,8 @@ def _run_embed(args) -> int:
 
 def add_embed(subparsers) -> None:
     parser = subparsers.add_parser(
-        "embed", help="one vector per MIDI file from any checkpoint (pre-trained, fine-tuned or preset:<name>), "
+        "embed", help="one vector per MIDI file from any checkpoint (pre-trained, fine-tuned, the shipped "
+                      "adversarial-midibert-small or preset:<name>), "
                       "written as a parquet table: file, windows, vector")
     _add_model_arguments(parser)
     parser.add_argument("midi", nargs="+", help="MIDI files")

@@ -1,5 +1,6 @@
-"""The files the package ships and reads at run time: the YAML presets in `configs/` and the MIDI sample in
-`sample_midi/` (package data, so an installed package finds them as a checkout does).
+"""The files the package ships and reads at run time: the YAML presets in `configs/`, the MIDI sample in
+`sample_midi/` and the pre-trained checkpoint in `pretrained/` (package data, so an installed package finds them as
+a checkout does).
 
 A preset (`configs/<name>.yaml`, or a path to a YAML file) has three sections: `model:` (overrides of
 `AdversarialMidiBertConfig`, plus `config_preset`, the config preset they start from), `training:` (defaults of
@@ -18,6 +19,9 @@ CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 # 18 real MIT / CC BY files (see its ATTRIBUTION.md): the main job's default data and the tests' real music.
 SAMPLE_MIDI = Path(__file__).resolve().parent / "sample_midi"
 DEFAULT_PRESET = "tiny"
+# Complete model folders (weights, config, code, tokenizer, card) that ship inside the package, by short name.
+PRETRAINED_DIR = Path(__file__).resolve().parent / "pretrained"
+SHIPPED_MODELS = {"adversarial-midibert-small": "small"}
 _SECTIONS = ("model", "training", "data")
 
 
@@ -53,3 +57,21 @@ def load_preset(name: str) -> dict[str, dict[str, Any]]:
     if unknown:
         raise ValueError(f"preset {name!r} has unknown sections {sorted(unknown)}; expected {list(_SECTIONS)}")
     return {section: dict(raw.get(section) or {}) for section in _SECTIONS}
+
+
+def resolve_model_name(name_or_path: str | Path) -> str:
+    """The folder of a shipped checkpoint's short name (`adversarial-midibert-small`); anything else unchanged
+    (a folder, a Hub id or `preset:<name>`), so every command that loads a model takes the short name too.
+
+    Example:
+
+    >>> from adversarial_midibert.presets import resolve_model_name
+    >>> resolve_model_name("adversarial-midibert-small").endswith("pretrained/small")
+    True
+    >>> resolve_model_name("runs/pretrain")
+    'runs/pretrain'
+    """
+    name = str(name_or_path)
+    if name in SHIPPED_MODELS:
+        return str(PRETRAINED_DIR / SHIPPED_MODELS[name])
+    return name

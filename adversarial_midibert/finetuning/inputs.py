@@ -16,7 +16,7 @@ from adversarial_midibert.data.dataset import (
 )
 from adversarial_midibert.data.tasks import SEQUENCE, TaskData, check_labels, load_recipe, make_task, sources_from_class_folders
 from adversarial_midibert.finetuning.arguments import FinetuneArguments
-from adversarial_midibert.presets import load_preset
+from adversarial_midibert.presets import load_preset, resolve_model_name
 from configuration_adversarial_midibert import AdversarialMidiBertConfig
 from modeling_adversarial_midibert import (
     AdversarialMidiBertForSequenceClassification,
@@ -101,6 +101,7 @@ def check_model_name(name: str) -> None:
     if name.startswith(PRESET_PREFIX):
         load_preset(name[len(PRESET_PREFIX):])  # unknown preset: a ValueError naming the known ones
         return
+    name = resolve_model_name(name)
     path = Path(name).expanduser()
     if path.is_dir():
         return
@@ -139,13 +140,14 @@ def load_model_and_tokenizer(args: FinetuneArguments, task: TaskData):
     else:
         # Task fields are set on the config object: passed as keyword arguments, the ones a fresh config lacks
         # (note_labeler, finetuning_task) would reach the model's __init__.
-        config = AdversarialMidiBertConfig.from_pretrained(args.model)
+        source = resolve_model_name(args.model)
+        config = AdversarialMidiBertConfig.from_pretrained(source)
         for key, value in updates.items():
             setattr(config, key, value)
         # ignore_mismatched_sizes: a fine-tuned checkpoint may be fine-tuned again with another label set.
-        model = model_class.from_pretrained(args.model, config=config, ignore_mismatched_sizes=True)
+        model = model_class.from_pretrained(source, config=config, ignore_mismatched_sizes=True)
         # A checkpoint without tokenizer files gets a default one, with a warning naming its settings.
-        tokenizer = load_tokenizer_or_default(args.model, config)
+        tokenizer = load_tokenizer_or_default(source, config)
         if args.max_length:
             tokenizer = OctupleTokenizer(max_length=args.max_length, max_bars=tokenizer.max_bars)
     ignore = task.ignore_time_signatures if args.ignore_time_signatures is None else args.ignore_time_signatures

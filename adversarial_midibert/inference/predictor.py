@@ -27,6 +27,7 @@ import symusic
 import torch
 
 from adversarial_midibert.data.tasks import VelocityBinLabeler, labeler_from_dict
+from adversarial_midibert.presets import resolve_model_name
 from pipeline_adversarial_midibert import (
     embedding,
     note_mean_logits,
@@ -111,7 +112,7 @@ class MidiPredictor:
         load = _load_with_checkpoint_code if trust_remote_code else _load_with_package_classes
         if str(name_or_path).startswith(PRESET_PREFIX):
             load = _load_preset
-        model, tokenizer = load(name_or_path, **hub_kwargs)
+        model, tokenizer = load(resolve_model_name(name_or_path), **hub_kwargs)
         return cls(model, tokenizer, stride=stride, batch_size=batch_size, device=device)
 
     # ------------------------------------------------------------------ windows
