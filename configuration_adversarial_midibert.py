@@ -60,7 +60,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "masker_hidden_size": 64,
         "position_embedding_type": "relative_key_query",
     },
-    # Pre-trains on a 2-core CPU in about two hours (train/configs/small.yaml, docs/pretraining.md): 4 x 128, about
+    # Pre-trains on a 2-core CPU in about two hours (adversarial_midibert/configs/small.yaml, docs/pretraining.md): 4 x 128, about
     # 1 M parameters, 3x the tiny network's compute per note and what ~20 tokens per parameter (the compute-optimal
     # rule) fits in that budget in the authors' mode, whose masker pass doubles the backbone's work; rotary positions
     # (relative, without the L x L bias that took 40 % of a tiny step), no dropout (a run this short sees the corpus
@@ -122,7 +122,7 @@ class AdversarialMidiBertConfig(PreTrainedConfig):
             (the authors' setting: learned distance embeddings on queries and keys, Huang et al. 2020) or
             `"absolute"` (learned absolute position embeddings added to the input) or `"rotary"` (rotary position
             embeddings on queries and keys, as ModernBERT: relative like `relative_key_query`, but with no
-            `L x L` bias, so attention keeps scaled-dot-product attention's fused kernels; docs/pretraining.md
+            `L x L` bias, so attention keeps scaled-dot-product attention's fused kernels; docs/probes/README.md
             measures it).
         rotary_base (`float`, *optional*, defaults to 10000.0): base of the rotary frequencies
             (`position_embedding_type="rotary"` only).
@@ -135,7 +135,7 @@ class AdversarialMidiBertConfig(PreTrainedConfig):
         pitch_class_sharing (`bool`, *optional*, defaults to `False`): add to each pitch's embedding a pitch-class
             row and an octave row shared by all pitches of that class / octave, and to the recoverer's pitch logits
             a shared pitch-class and octave logit. `False` is the paper's network (one free row per pitch);
-            docs/pretraining.md measures what sharing does to pitch recovery.
+            docs/probes/README.md measures what sharing does to pitch recovery.
         masker_hidden_size (`int`, *optional*, defaults to 256): inner width of the masker head.
         classifier_pooling (`str`, *optional*, defaults to `"attention"`): sequence pooling, `"attention"`
             (the authors' structured self-attention pooling over the notes), `"bos"` or `"mean"` (over the notes).
@@ -159,18 +159,18 @@ class AdversarialMidiBertConfig(PreTrainedConfig):
             notes by m * their previous (smoothed) rank + (1 - m) * this update's rank instead of this update's
             scores alone (m = 0, the paper). Why: a masker that is still learning reorders its notes between
             updates, and each reordering freezes a new a % (head-only main job, k = 1: 60 % frozen with 0, at most
-            half with 0.7; README). A masker that keeps its ranking freezes the same notes either way.
+            half with 0.7; docs/pretraining.md). A masker that keeps its ranking freezes the same notes either way.
         masker_random_share (`float`, *optional*, defaults to 0.5): share of each sequence's chosen notes drawn
             uniformly from its selectable notes instead of the masker's top scores. Eq. 3 then ranks a mix of the
             masker's picks and random ones, so the masker learns how hard ALL notes are, not only the ones the
-            recoverer is already training on (with 0, the masker's scores stayed flat: README).
+            recoverer is already training on (with 0, the masker's scores stayed flat: docs/pretraining.md).
         masker_lr_scale (`float`, *optional*): the masker head's learning rate as a multiple of the rest of the
             network's (`AdversarialTrainer` puts the head in parameter groups of its own). Default (`None`): 1 when
-            the masker loss trains the backbone, 20 when it trains the head alone (measured: README).
+            the masker loss trains the backbone, 20 when it trains the head alone (measured: docs/pretraining.md).
         masker_feature_layer (`int`, *optional*): which hidden states the masker reads, 0 = the attribute
             embeddings, `num_hidden_layers` = the last layer's output. Default (`None`): the last layer when the
             masker loss trains the backbone; the embeddings when it trains the head alone, since MLM never trains
-            the backbone's outputs on clean notes and they barely differ from note to note (README).
+            the backbone's outputs on clean notes and they barely differ from note to note (docs/pretraining.md).
         masker_window_norm (`bool`, *optional*, defaults to `True`): standardise the masker's input features over
             the real notes of each window (see `AdversarialMidiBertMaskerHead`); `False` for the authors' head.
         mask_token_ratio (`float`, *optional*, defaults to 0.8): share of chosen notes set to MASK.
@@ -179,7 +179,7 @@ class AdversarialMidiBertConfig(PreTrainedConfig):
         masker_updates_backbone (`bool`, *optional*, defaults to `True`): whether the masker loss also trains the
             shared backbone through the clean pass (the authors' code: 1.7-1.8x the cost of a random-masking step on
             the tiny preset) or only the masker head, which then reads the embeddings (no encoder pass: 1.0x).
-            Measured on the tiny preset (README, the masker study): both maskers learn; at 1,256 steps the
+            Measured on the tiny preset (docs/masker-study.md): both maskers learn; at 1,256 steps the
             head-only checkpoint fine-tuned worse (melody), so the authors' setting stays the default.
         finetune_mask_percent (`float`, *optional*, defaults to 15): % of real notes set to all-MASK in the
             training forwards of the classification heads (mask fine-tuning).

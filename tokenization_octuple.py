@@ -257,7 +257,7 @@ class OctupleTokenizer(PushToHubMixin):
     ```python
     >>> from tokenization_octuple import OctupleTokenizer
     >>> tok = OctupleTokenizer(max_length=512)
-    >>> enc = tok(["train/sample_midi/pop909/048.mid"], padding=True, return_tensors="pt")
+    >>> enc = tok(["adversarial_midibert/sample_midi/pop909/755.mid"], padding=True, return_tensors="pt")
     >>> enc["input_ids"].shape[-1], enc["input_ids"].shape[1]
     (8, 512)
     >>> midi = tok.decode(enc["input_ids"][0])  # a pretty_midi.PrettyMIDI; tok(midi) gives the same ids
@@ -320,7 +320,7 @@ class OctupleTokenizer(PushToHubMixin):
         Example:
 
         ```python
-        >>> score = OctupleTokenizer().load_score("train/sample_midi/pop909/048.mid")
+        >>> score = OctupleTokenizer().load_score("adversarial_midibert/sample_midi/pop909/755.mid")
         >>> score.ticks_per_quarter > 0
         True
 
@@ -415,7 +415,7 @@ class OctupleTokenizer(PushToHubMixin):
         Example:
 
         ```python
-        >>> song = OctupleTokenizer().encode_song("train/sample_midi/pop909/048.mid")
+        >>> song = OctupleTokenizer().encode_song("adversarial_midibert/sample_midi/pop909/755.mid")
         >>> song.ids.shape[1], len(song) == len(song.track_index)
         (8, True)
 
@@ -573,7 +573,7 @@ class OctupleTokenizer(PushToHubMixin):
 
         ```python
         >>> tok = OctupleTokenizer(max_length=130, stride=10)
-        >>> spans = tok.window_spans(tok.encode_song("train/sample_midi/pop909/048.mid"))
+        >>> spans = tok.window_spans(tok.encode_song("adversarial_midibert/sample_midi/pop909/755.mid"))
         >>> spans[0][0], spans[1][0] == spans[0][1] - 10
         (0, True)
 
@@ -602,7 +602,7 @@ class OctupleTokenizer(PushToHubMixin):
 
         ```python
         >>> tok = OctupleTokenizer()
-        >>> song = tok.encode_song("train/sample_midi/pop909/048.mid")
+        >>> song = tok.encode_song("adversarial_midibert/sample_midi/pop909/755.mid")
         >>> w = tok.window_ids(song, 10, 20)
         >>> w.shape, int(w[1, 0])
         ((12, 8), 0)
@@ -639,7 +639,7 @@ class OctupleTokenizer(PushToHubMixin):
 
         ```python
         >>> tok = OctupleTokenizer()
-        >>> enc = tok("train/sample_midi/pop909/048.mid", max_length=256, padding=True, return_tensors="pt")
+        >>> enc = tok("adversarial_midibert/sample_midi/pop909/755.mid", max_length=256, padding=True, return_tensors="pt")
         >>> enc["input_ids"].shape[1:], enc["overflow_to_sample_mapping"].unique().tolist()
         (torch.Size([256, 8]), [0])
 
@@ -710,7 +710,7 @@ class OctupleTokenizer(PushToHubMixin):
 
         ```python
         >>> tok = OctupleTokenizer()
-        >>> enc = tok("train/sample_midi/pop909/048.mid", max_length=64, return_tensors=None)
+        >>> enc = tok("adversarial_midibert/sample_midi/pop909/755.mid", max_length=64, return_tensors=None)
         >>> midi = tok.decode(enc["input_ids"][0])
         >>> tok(midi, max_length=64)["input_ids"][0] == enc["input_ids"][0]
         True

@@ -15,11 +15,10 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
 import sys
 from pathlib import Path
 
-from clock import CLOCKS, add_clock_argument  # benchmarks/clock.py: this script's folder is on sys.path
+from clock import CLOCKS, add_alternation_arguments, run_alternating  # this script's folder is on sys.path
 
 REPO = Path(__file__).resolve().parents[1]
 SIDES = {
@@ -66,12 +65,7 @@ def main(argv=None) -> None:
     parser.add_argument("--max_length", type=int, default=256)
     parser.add_argument("--batch_size", type=int, default=16)
     parser.add_argument("--dropout", type=float, default=None, help="override both dropouts (default: the preset's)")
-    parser.add_argument("--steps", type=int, default=8, help="timed optimizer steps per process")
-    parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=3, help="processes per side, alternating")
-    parser.add_argument("--threads", type=int, default=0, help="torch threads per process (0: torch's default)")
-    add_clock_argument(parser)
-    parser.add_argument("--worker", choices=sorted(SIDES), help=argparse.SUPPRESS)
+    add_alternation_arguments(parser, SIDES, steps=8, warmup=2)
     args = parser.parse_args(argv)
     if args.worker:
         print(json.dumps(worker(args)))
@@ -79,14 +73,8 @@ def main(argv=None) -> None:
     passthrough = [f"--preset={args.preset}", f"--max_length={args.max_length}", f"--batch_size={args.batch_size}",
                    f"--steps={args.steps}", f"--warmup={args.warmup}", f"--threads={args.threads}",
                    f"--clock={args.clock}"] + ([] if args.dropout is None else [f"--dropout={args.dropout}"])
-    results: dict[str, list[float]] = {side: [] for side in SIDES}
-    for repeat in range(args.repeats):
-        for side in SIDES:
-            out = subprocess.run([sys.executable, __file__, "--worker", side, *passthrough], capture_output=True,
-                                 text=True, cwd=REPO, check=True)
-            results[side].append(json.loads(out.stdout.strip().splitlines()[-1])["step_s"])
-            print(f"repeat {repeat + 1}/{args.repeats} {side:>18}: {results[side][-1] * 1e3:8.1f} ms/step",
-                  file=sys.stderr)
+    results = {side: [r["step_s"] for r in runs]
+               for side, runs in run_alternating(__file__, SIDES, passthrough, args.repeats, REPO).items()}
     print(f"shape: preset {args.preset}, batch {args.batch_size} x {args.max_length} tokens, dropout "
           f"{'as the preset' if args.dropout is None else args.dropout}, {args.steps} timed steps x {args.repeats} "
           f"processes per side (alternating); {args.clock} clock, {args.threads or 'default'} threads")

@@ -25,11 +25,10 @@ import json
 import os
 import platform
 import statistics
-import subprocess
 import sys
 from pathlib import Path
 
-from clock import CLOCKS, add_clock_argument  # benchmarks/clock.py: this script's folder is on sys.path
+from clock import CLOCKS, add_alternation_arguments, run_alternating  # this script's folder is on sys.path
 
 REPO = Path(__file__).resolve().parents[1]
 SIDES = {
@@ -142,13 +141,8 @@ def main(argv=None) -> None:
     parser.add_argument("--preset", default="tiny")
     parser.add_argument("--max_length", type=int, default=256)
     parser.add_argument("--batch_size", type=int, default=16)
-    parser.add_argument("--steps", type=int, default=10, help="timed optimizer steps per process")
-    parser.add_argument("--warmup", type=int, default=3)
-    parser.add_argument("--repeats", type=int, default=3, help="processes per side, alternating")
     parser.add_argument("--cpu", action="store_true", help="stay on CPU even with a GPU")
-    parser.add_argument("--threads", type=int, default=0, help="torch threads per process (0: torch's default)")
-    add_clock_argument(parser)
-    parser.add_argument("--worker", choices=sorted(SIDES), help=argparse.SUPPRESS)
+    add_alternation_arguments(parser, SIDES, steps=10, warmup=3)
     args = parser.parse_args(argv)
     if args.worker:
         print(json.dumps(worker(args)))
@@ -158,14 +152,7 @@ def main(argv=None) -> None:
                    f"--steps={args.steps}", f"--warmup={args.warmup}", f"--threads={args.threads}",
                    f"--clock={args.clock}"]
     passthrough += ["--cpu"] if args.cpu else []
-    results: dict[str, list[dict]] = {side: [] for side in SIDES}
-    for repeat in range(args.repeats):
-        for side in SIDES:
-            out = subprocess.run([sys.executable, __file__, "--worker", side, *passthrough], capture_output=True,
-                                 text=True, cwd=REPO, check=True)
-            results[side].append(json.loads(out.stdout.strip().splitlines()[-1]))
-            print(f"repeat {repeat + 1}/{args.repeats} {side:>22}: {results[side][-1]['step_s'] * 1e3:8.1f} ms/step ({args.clock})",
-                  file=sys.stderr)
+    results = run_alternating(__file__, SIDES, passthrough, args.repeats, REPO)
 
     print(f"machine: {machine(args.threads)}")
     print(f"shape: preset {args.preset}, batch {args.batch_size} x {args.max_length} tokens, {args.steps} timed steps "

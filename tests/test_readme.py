@@ -22,6 +22,8 @@ README = REPO / "README.md"
 README_BLOCKS = {
     ("## Set-up: two commands", "bash"): ".ci/run (the install and the test suite); the main job: test_pretrain.py "
                                           "and test_resume.py run train/pretrain.py on the same sample",
+    ("## A pre-trained model in the box", "python"): "test_shipped_model_recipe",
+    ("## A pre-trained model in the box", "bash"): "test_shipped_model_recipe",
     ("### 1. Load a checkpoint: tokenizer and model (folder or Hub id)", "python"): "test_load_recipe",
     ("### 2. Embed pieces or notes", "python"): "test_embed_recipe",
     ("### 2. Embed pieces or notes", "bash"): "test_embed_recipe",
@@ -129,6 +131,19 @@ def test_every_local_link_resolves(page):
         path = (page.parent / target).resolve() if target else page
         assert path.exists(), f"{page.name}: {target}"
         assert not anchor or anchor in _anchors(path), f"{page.name}: {target}#{anchor}"
+
+
+def test_shipped_model_recipe(workdir):
+    snippet = block(README, "## A pre-trained model in the box", "python")
+    checks = """
+import json
+assert hidden.shape[-1] == model.config.hidden_size == json.load(open(folder + "/config.json"))["hidden_size"]
+assert folder.endswith("pretrained/small")
+print("shipped OK")
+"""
+    assert "shipped OK" in run_python(snippet + checks, workdir)
+    run_bash(block(README, "## A pre-trained model in the box", "bash"), workdir)
+    assert (workdir / "small.parquet").stat().st_size > 0
 
 
 def test_load_recipe(workdir):

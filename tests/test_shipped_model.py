@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from adversarial_midibert.data.dataset import build_window_dataset, find_midi_files
+from adversarial_midibert.evaluation.recovery import masked_recovery
 from adversarial_midibert.presets import PRETRAINED_DIR, SAMPLE_MIDI, SHIPPED_MODELS, resolve_model_name
 from conftest import REPO
 from modeling_adversarial_midibert import AdversarialMidiBertForPreTraining
@@ -22,25 +23,6 @@ SHIPPED = PRETRAINED_DIR / "small"
 # in the model card; these floors sit below them with room for float differences across machines, and far above
 # the random-weights network's (about 1 / vocabulary size: pitch 0.004, duration 0.008).
 FLOORS = {"pitch": 0.06, "duration": 0.15, "position": 0.10}
-
-
-def recovery(model, windows, seed: int = 0) -> dict[str, float]:
-    """Per-attribute accuracy of `model` on a fixed random 15 % of the notes of `windows`, the MASK / random-id
-    corruption of pre-training (what `eval_random_recovery_accuracy_<attribute>` measures during a run)."""
-    config = model.config
-    generator = torch.Generator().manual_seed(seed)
-    correct = torch.zeros(len(config.attributes), dtype=torch.float64)
-    chosen = 0
-    with torch.no_grad():
-        for start in range(0, len(windows), 32):
-            batch = windows[start:start + 32]["input_ids"]
-            length = max(len(x) for x in batch)
-            ids = torch.tensor([x + [list(config.pad_token_ids)] * (length - len(x)) for x in batch])
-            mask = torch.tensor([[1] * len(x) + [0] * (length - len(x)) for x in batch])
-            out = model(input_ids=ids, attention_mask=mask, masking="random", generator=generator)
-            correct += out.attribute_correct.double()
-            chosen += int(out.num_chosen)
-    return {name: float(correct[j] / chosen) for j, name in enumerate(config.attributes)}
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +37,7 @@ def test_shipped_weights_are_the_trained_ones(sample_windows):
     shipped = AdversarialMidiBertForPreTraining.from_pretrained(SHIPPED).eval()
     torch.manual_seed(0)
     untrained = AdversarialMidiBertForPreTraining(shipped.config).eval()
-    trained, control = recovery(shipped, sample_windows), recovery(untrained, sample_windows)
+    trained, control = masked_recovery(shipped, sample_windows), masked_recovery(untrained, sample_windows)
     for name, floor in FLOORS.items():
         assert trained[name] >= floor, (name, trained[name])
         assert control[name] < floor / 3, (name, control[name])
@@ -107,3 +89,11 @@ def test_short_name_reaches_the_shipped_folder_everywhere(tmp_path):
                           cwd=REPO, capture_output=True, text=True, timeout=300,
                           env={**os.environ, "HF_HUB_OFFLINE": "1"})
     assert done.returncode == 0 and (tmp_path / "e.parquet").is_file(), done.stderr[-2000:]
+
+
+def test_shipped_code_files_are_the_repository_s():
+    """`trust_remote_code` runs the folder's own copies of the Hub files: they must be today's, byte for byte
+    (after a change to a root Hub file, refresh them with `python scripts/ship_checkpoint.py --refresh_code`)."""
+    for name in ("configuration_adversarial_midibert.py", "modeling_adversarial_midibert.py",
+                 "tokenization_octuple.py", "pipeline_adversarial_midibert.py"):
+        assert (SHIPPED / name).read_bytes() == (REPO / name).read_bytes(), name

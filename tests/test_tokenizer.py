@@ -1,7 +1,6 @@
 """OctupleTokenizer: exact quantization, windows, batching, decode round trips, errors, transposition, Hub files."""
 
 import json
-import shutil
 import subprocess
 import sys
 import textwrap
@@ -468,12 +467,9 @@ def test_auto_tokenizer_in_a_fresh_process_tokenizes_identically(tmp_path):
 def test_docstring_examples_run(tmp_path, monkeypatch):
     import doctest
 
-    # The examples name `train/sample_midi/pop909/048.mid`, the sample's folder and file before the library moved
-    # into adversarial_midibert/ and the sample was replaced; they run on a shipped POP909 song under that name.
-    example = tmp_path / "train" / "sample_midi" / "pop909" / "048.mid"
-    example.parent.mkdir(parents=True)
-    shutil.copy(LONG_SONG, example)
-    monkeypatch.chdir(tmp_path)
+    # The examples name a shipped POP909 song by its path from the repository root.
+    assert (REPO / "adversarial_midibert" / "sample_midi" / "pop909" / "755.mid") == LONG_SONG
+    monkeypatch.chdir(REPO)
     result = doctest.testmod(octuple, optionflags=doctest.ELLIPSIS)
     assert result.attempted >= 20 and result.failed == 0
 

@@ -1,0 +1,51 @@
+"""Masked-note recovery of a pre-trained checkpoint outside a training run: the share of a fixed random 15 % of
+notes whose attributes the recoverer gets back, under pre-training's corruption (80 % MASK, 20 % random ids).
+It is `eval_random_recovery_accuracy_<attribute>` of `AdversarialTrainer` for any windows, for example the
+shipped sample (held out of the shipped checkpoint's pre-training): how the shipped weights are checked
+(tests/test_shipped_model.py) and how their model card's table is made (scripts/ship_checkpoint.py).
+"""
+from __future__ import annotations
+
+import torch
+
+
+def masked_recovery(model, windows, seed: int = 0, batch_size: int = 32) -> dict[str, float]:
+    """
+    Per-attribute recovery accuracy of `model` (an `AdversarialMidiBertForPreTraining`, in eval mode) on a random
+    `config.mask_percent` % of the notes of `windows`, chosen and corrupted by a generator seeded with `seed`.
+
+    Args:
+        model: the pre-training model; its masker is not used (random masking).
+        windows: rows with `input_ids` (`[n_tokens][8]`, BOS and EOS included), e.g. `build_window_dataset`'s.
+        seed (`int`, *optional*, defaults to 0): the masking seed; the same seed gives the same notes.
+        batch_size (`int`, *optional*, defaults to 32).
+
+    Returns:
+        `dict[str, float]`: attribute name -> accuracy over the chosen notes, plus `"notes"`, how many were chosen.
+
+    Example:
+
+    ```python
+    >>> from adversarial_midibert.evaluation.recovery import masked_recovery
+    >>> masked_recovery(model.eval(), windows)["pitch"]                      # doctest: +SKIP
+    0.097
+
+    ```
+    """
+    config = model.config
+    pad = list(config.pad_token_ids)
+    generator = torch.Generator().manual_seed(seed)
+    correct = torch.zeros(len(config.attributes), dtype=torch.float64)
+    chosen = 0
+    with torch.no_grad():
+        for start in range(0, len(windows), batch_size):
+            batch = windows[start:start + batch_size]["input_ids"]
+            length = max(len(rows) for rows in batch)
+            ids = torch.tensor([rows + [pad] * (length - len(rows)) for rows in batch])
+            mask = torch.tensor([[1] * len(rows) + [0] * (length - len(rows)) for rows in batch])
+            out = model(input_ids=ids, attention_mask=mask, masking="random", generator=generator)
+            correct += out.attribute_correct.double()
+            chosen += int(out.num_chosen)
+    result = {name: float(correct[j] / max(chosen, 1)) for j, name in enumerate(config.attributes)}
+    result["notes"] = chosen
+    return result
