@@ -60,9 +60,10 @@ PRESETS: dict[str, dict[str, Any]] = {
         "masker_hidden_size": 64,
         "position_embedding_type": "relative_key_query",
     },
-    # Pre-trains on a 2-core CPU in about two hours (adversarial_midibert/configs/small.yaml, docs/pretraining.md): 4 x 128, about
-    # 1 M parameters, 3x the tiny network's compute per note and what ~20 tokens per parameter (the compute-optimal
-    # rule) fits in that budget in the authors' mode, whose masker pass doubles the backbone's work; rotary positions
+    # The shipped checkpoints' network (adversarial_midibert/configs/small.yaml, docs/pretraining.md): 4 x 128, 1.1 M
+    # parameters, 3x the tiny network's compute per note and what ~20 tokens per parameter (the compute-optimal
+    # rule) fits in a few CPU hours in the authors' mode, whose masker pass doubles the backbone's work (3,000 steps
+    # took 79 min on one thread); rotary positions
     # (relative, without the L x L bias that took 40 % of a tiny step), no dropout (a run this short sees the corpus
     # about twice and cannot overfit it; dropout's masks were 11 % of a tiny step) and pitch-class sharing
     # (held-out pitch recovery 0.117 instead of 0.070 after 1,000 steps of the tiny network).

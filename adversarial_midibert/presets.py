@@ -19,9 +19,10 @@ CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 # 18 real MIT / CC BY files (see its ATTRIBUTION.md): the main job's default data and the tests' real music.
 SAMPLE_MIDI = Path(__file__).resolve().parent / "sample_midi"
 DEFAULT_PRESET = "tiny"
-# Complete model folders (weights, config, code, tokenizer, card) that ship inside the package, by short name.
+# Complete model folders (weights, config, code, tokenizer, card) that ship inside the package, by short name:
+# the adversarial checkpoint, and its control pre-trained the same way with random masking (the paper's ablation).
 PRETRAINED_DIR = Path(__file__).resolve().parent / "pretrained"
-SHIPPED_MODELS = {"adversarial-midibert-small": "small"}
+SHIPPED_MODELS = {"adversarial-midibert-small": "small", "adversarial-midibert-small-random": "small-random"}
 _SECTIONS = ("model", "training", "data")
 
 

@@ -4,8 +4,9 @@ card made of the run's own card plus the corpora and their licences, the recipe,
 recovery measured here on the shipped MIDI sample (`masked_recovery`, the numbers tests/test_shipped_model.py
 checks).
 
-    python scripts/ship_checkpoint.py --run runs/small --card_notes docs/shipped_small_card.md
-    python scripts/ship_checkpoint.py --refresh_code     # after a change to a root Hub file: copy them again
+    python scripts/ship_checkpoint.py --run runs/small --card_notes notes.md
+    python scripts/ship_checkpoint.py --run runs/small_random --name small-random --card_notes notes-random.md
+    python scripts/ship_checkpoint.py --refresh_code     # after a change to a root Hub file: copy them again, every folder
 """
 
 from __future__ import annotations
@@ -59,12 +60,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--name", default="small", help="folder name under adversarial_midibert/pretrained/")
     parser.add_argument("--card_notes", type=Path, help="a Markdown file of sections added to the card (corpora, "
                         "licences, recipe, compute, comparisons)")
-    parser.add_argument("--refresh_code", action="store_true", help="only copy today's Hub files into the folder")
+    parser.add_argument("--refresh_code", action="store_true",
+                        help="only copy today's Hub files into every shipped folder")
     args = parser.parse_args(argv)
-    folder = REPO / "adversarial_midibert" / "pretrained" / args.name
+    pretrained = REPO / "adversarial_midibert" / "pretrained"
     if args.refresh_code:
-        refresh_code(folder)
+        for folder in sorted(p for p in pretrained.iterdir() if p.is_dir()):
+            refresh_code(folder)
         return
+    folder = pretrained / args.name
     if args.run is None:
         parser.error("--run is required (or --refresh_code)")
     folder.mkdir(parents=True, exist_ok=True)
@@ -73,7 +77,11 @@ def main(argv: list[str] | None = None) -> None:
     refresh_code(folder)
     card = (args.run / "README.md").read_text()
     card = re.sub(r"^license: .*\n", LICENCE_METADATA, card, count=1, flags=re.M)
+    # The card names the run's own paths: the reproduce command keeps a relative run folder, the loading
+    # examples name the shipped folder, and the manifest is the one scripts/pretraining_manifest.py writes.
+    card = card.replace(f"--output_dir {args.run}", f"--output_dir runs/{args.run.name}")
     card = card.replace(str(args.run), f"adversarial_midibert/pretrained/{args.name}")
+    card = re.sub(r"\S*/pretraining_manifest\.csv", "runs/pretraining_manifest.csv", card)
     notes = args.card_notes.read_text() if args.card_notes else ""
     card = card.rstrip() + "\n\n## Held-out recovery on the shipped sample\n\n" + recovery_table(folder)
     if notes:
