@@ -68,6 +68,8 @@ def main(argv: list[str] | None = None) -> None:
         for folder in sorted(p for p in pretrained.iterdir() if p.is_dir()):
             refresh_code(folder)
         return
+    from adversarial_midibert.presets import SHIPPED_MODELS
+
     folder = pretrained / args.name
     if args.run is None:
         parser.error("--run is required (or --refresh_code)")
@@ -82,6 +84,8 @@ def main(argv: list[str] | None = None) -> None:
     card = card.replace(f"--output_dir {args.run}", f"--output_dir runs/{args.run.name}")
     card = card.replace(str(args.run), f"adversarial_midibert/pretrained/{args.name}")
     card = re.sub(r"\S*/pretraining_manifest\.csv", "runs/pretraining_manifest.csv", card)
+    short_names = {folder_name: name for name, folder_name in SHIPPED_MODELS.items()}
+    card = re.sub(r"^# .*$", f"# {short_names.get(args.name, args.name)}", card, count=1, flags=re.M)
     notes = args.card_notes.read_text() if args.card_notes else ""
     card = card.rstrip() + "\n\n## Held-out recovery on the shipped sample\n\n" + recovery_table(folder)
     if notes:
