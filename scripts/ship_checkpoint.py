@@ -23,7 +23,6 @@ sys.path.insert(0, str(REPO))
 HUB_FILES = ("configuration_adversarial_midibert.py", "modeling_adversarial_midibert.py", "tokenization_octuple.py",
              "pipeline_adversarial_midibert.py")
 RUN_FILES = ("config.json", "model.safetensors", "octuple_tokenizer.json", "tokenizer_config.json")
-SHOWN = ("bar", "position", "pitch", "duration", "velocity")
 LICENCE_METADATA = "license: other\nlicense_name: research-non-commercial\n"
 
 
@@ -38,6 +37,7 @@ def recovery_table(folder: Path) -> str:
     from adversarial_midibert.data.dataset import build_window_dataset, find_midi_files
     from adversarial_midibert.evaluation.recovery import masked_recovery
     from adversarial_midibert.presets import SAMPLE_MIDI
+    from adversarial_midibert.pretraining.masker_report import RECOVERED_ATTRIBUTES
     from modeling_adversarial_midibert import AdversarialMidiBertForPreTraining
     from tokenization_octuple import OctupleTokenizer
 
@@ -50,7 +50,7 @@ def recovery_table(folder: Path) -> str:
              f"{len(windows)} windows of the MIDI sample shipped in `adversarial_midibert/sample_midi` (18 files, "
              "none of whose songs was pre-trained on), against the same network with random weights:", "",
              "| attribute | shipped weights | random weights |", "|---|---|---|"]
-    lines += [f"| {name} | {trained[name]:.3f} | {control[name]:.3f} |" for name in SHOWN]
+    lines += [f"| {name} | {trained[name]:.3f} | {control[name]:.3f} |" for name in RECOVERED_ATTRIBUTES]
     return "\n".join(lines) + "\n"
 
 
