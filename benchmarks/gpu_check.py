@@ -297,7 +297,8 @@ def _measure(name: str, settings: dict, started: float) -> dict:
             out["peak_memory_reserved_gb"] = torch.cuda.max_memory_reserved() / 1e9
         if compiled:
             out["graph_breaks_and_recompiles"] = _dynamo_counters()
-    del trainer, wrapped, optimizer, model
+    # Drop the references (the step closure holds them too) so the next case starts with the memory free.
+    trainer = wrapped = optimizer = model = None
     gc.collect()
     if compiled:
         torch._dynamo.reset()

@@ -2,12 +2,14 @@
 
 Builds five sets the way a user would lay out their own MIDI (symbolic links, nothing copied), then runs
 
-    accelerate launch train/finetune.py --model MODEL --data SET --output_dir RUN      (+ --task melody for POP909)
+    accelerate launch train/finetune.py --model MODEL --data SET --seed SEED --output_dir RUN   (+ --task melody for POP909)
 
-on each, from `preset:tiny` (no pre-training) and from a pre-trained checkpoint (default `runs/pretrain`, the main
-job). Each cell's `finetune_results.json` stays in its run folder; a finished cell is skipped when the script is
-run again (resumable), and the summary table (model vs majority vs note statistics, song and window level) is
-rewritten after every cell to `--summary` (default: `scripts/finetune_study_results.json`).
+for each set, model (`--models`: the shipped checkpoints by short name, checkpoint folders, `preset:<name>` for the
+same network from scratch) and fine-tuning seed (`--seeds`; the song split is the same for all). Each cell's
+`finetune_results.json` stays in its run folder; a finished cell is skipped when the script is run again
+(resumable), and the summary (model vs majority vs note statistics, song and window level) is rewritten after
+every cell to `--summary` (default: `scripts/finetune_study_results.json`); `--table` prints it as a markdown
+table, the mean and range over seeds.
 
 The sets (a group = a sub-folder of a class folder, so its files share a split):
 - `asap_composers`: ASAP, composers with >= 4 pieces, <composer>/<piece>/<file>.mid, one file per piece (the
@@ -18,8 +20,8 @@ The sets (a group = a sub-folder of a class folder, so its files share a split):
 - `pianist8`: Pianist8 segments, <pianist>/<segment>.mid (segment-to-song mapping unknown: flat);
 - `pop909_melody`: POP909, a flat folder of the first 120 songs by id, note labels from track names (`--task melody`).
 
-    nice -n 5 python scripts/finetune_study.py --work runs/finetune_study
-    python scripts/finetune_study.py --work runs/finetune_study --only pianist8 --models preset:tiny
+    python scripts/finetune_study.py --work runs/finetune_study --finetune_flags "--max_train_minutes 5"
+    python scripts/finetune_study.py --work runs/finetune_study --only pianist8 --models preset:tiny --seeds 1
 """
 from __future__ import annotations
 
@@ -94,7 +96,18 @@ def build_set(name: str, root: Path, out: Path) -> tuple[Path, list[str]]:
 
 
 def model_tag(model: str) -> str:
-    return "tiny_scratch" if model == "preset:tiny" else "pretrained_" + _safe(Path(model).name)
+    """`preset:tiny` -> tiny_scratch, a shipped short name as is, a checkpoint folder -> pretrained_<folder name>."""
+    from adversarial_midibert.presets import SHIPPED_MODELS
+
+    if model.startswith("preset:"):
+        return model.split(":", 1)[1] + "_scratch"
+    return model if model in SHIPPED_MODELS else "pretrained_" + _safe(Path(model).name)
+
+
+def cell_parts(key: str) -> tuple[str, str, int]:
+    """`set/tag/seedN` -> (set, tag, N); keys written before seeds were a flag (`set/tag`) ran with seed 42."""
+    name, tag, *seed = key.split("/")
+    return name, tag, int(seed[0].removeprefix("seed")) if seed else 42
 
 
 def summarize(results: dict, seconds: float, command: str) -> dict:
@@ -109,6 +122,7 @@ def summarize(results: dict, seconds: float, command: str) -> dict:
         "train_songs": results["data"]["train"]["songs"], "dev_songs": results["data"]["eval"]["songs"],
         "train_windows": results["data"]["train"]["windows"], "dev_windows": results["data"]["eval"]["windows"],
         "epochs_run": results.get("epochs_run"), "best_epoch": results.get("best_epoch"),
+        "stopped_by": results.get("stopped_by"),
         "learning_rate": results.get("recipe", {}).get("learning_rate"),
         "warnings": results.get("warnings", []),
         "wall_seconds": round(seconds, 1),
@@ -117,23 +131,29 @@ def summarize(results: dict, seconds: float, command: str) -> dict:
 
 
 def markdown_table(summary: dict) -> str:
-    """Dev macro-F1 song level | window (or note) level, for the model and both baselines, one row per cell."""
-    def pair(values, song):
-        window = f"{values['macro_f1']:.3f}"
-        return f"{values['song_macro_f1']:.3f} \\| {window}" if song else window
-
-    lines = ["| set (classes; train / dev files) | start | model | majority | note statistics | model - majority "
-             "| reaches note statistics | epochs (best) | wall |", "|---|---|---|---|---|---|---|---|---|"]
+    """Dev macro-F1 (song level for piece labels, note level for melody), the mean over seeds with its range, for
+    each start, beside both baselines (fitted on the same split, so one value per set)."""
+    groups = defaultdict(list)
     for key, cell in summary["cells"].items():
-        name, tag = key.split("/")
-        m, maj, stats = cell["model_metrics"], cell["majority"], cell["note_statistics"]
-        song = "song_macro_f1" in m
-        head = "song_macro_f1" if song else "macro_f1"
-        reaches = " \\| ".join("yes" if m[k] >= stats[k] else "no" for k in (["song_macro_f1"] if song else []) + ["macro_f1"])
-        start = "preset:tiny" if tag == "tiny_scratch" else "main job"
-        lines.append(f"| {name} ({len(cell['labels'])}; {cell['train_songs']} / {cell['dev_songs']}) | {start} | "
-                     f"{pair(m, song)} | {pair(maj, song)} | {pair(stats, song)} | {m[head] - maj[head]:+.3f} | "
-                     f"{reaches} | {cell['epochs_run']:g} ({cell['best_epoch']}) | {cell['wall_seconds'] / 60:.1f} min |")
+        name, tag, _ = cell_parts(key)
+        groups[name, tag].append(cell)
+
+    def headline(values: dict) -> float:
+        return values.get("song_macro_f1", values["macro_f1"])
+
+    lines = ["| set (classes; train / dev songs) | start | seeds | dev macro-F1, mean (range) | majority "
+             "| note statistics | reaches note statistics | epochs run (best) | wall per run |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for (name, tag), cells in groups.items():
+        scores = [headline(c["model_metrics"]) for c in cells]
+        mean, first = sum(scores) / len(scores), cells[0]
+        spread = f" ({min(scores):.3f}-{max(scores):.3f})" if len(scores) > 1 else ""
+        stats = headline(first["note_statistics"])
+        epochs = ", ".join(f"{c['epochs_run']:g} ({c['best_epoch']})" for c in cells)
+        wall = sum(c["wall_seconds"] for c in cells) / len(cells) / 60
+        lines.append(f"| {name} ({len(first['labels'])}; {first['train_songs']} / {first['dev_songs']}) | {tag} | "
+                     f"{len(cells)} | {mean:.3f}{spread} | {headline(first['majority']):.3f} | {stats:.3f} | "
+                     f"{'yes' if mean >= stats else 'no'} | {epochs} | {wall:.1f} min |")
     return "\n".join(lines)
 
 
@@ -141,8 +161,13 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data_root", default=str(REPO.parent / "shared" / "data"))
     parser.add_argument("--work", default="runs/finetune_study", help="sets/ and runs/ go here")
-    parser.add_argument("--models", nargs="+", default=["preset:tiny", "runs/pretrain"])
+    parser.add_argument("--models", nargs="+",
+                        default=["adversarial-midibert-small", "adversarial-midibert-small-random", "preset:small"])
     parser.add_argument("--only", nargs="+", default=list(SETS), help=f"some of {SETS}")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[42, 43, 44],
+                        help="fine-tuning seeds (--seed); the song split stays the same (--split_seed 42)")
+    parser.add_argument("--finetune_flags", default="",
+                        help="extra flags for every cell, e.g. '--max_train_minutes 6' (recorded in each command)")
     parser.add_argument("--summary", default=str(REPO / "scripts" / "finetune_study_results.json"))
     parser.add_argument("--table", action="store_true",
                         help="print the summary as the markdown table of docs/finetuning.md")
@@ -156,21 +181,22 @@ def main(argv=None) -> int:
     def save(key: str, cell: dict) -> None:
         # Re-read first: several workers (e.g. one per --models) may share the summary file.
         summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
-        summary["machine"] = f"{os.cpu_count()} CPU cores shared with other jobs (load average often 4-8)"
+        summary["machine"] = f"{os.cpu_count()} CPU cores"
+        cell["load_average_at_end"] = round(os.getloadavg()[0], 1)  # other jobs on the machine slow the wall time
         summary.setdefault("cells", {})[key] = cell
         summary["cells"] = dict(sorted(summary["cells"].items()))
         summary_path.write_text(json.dumps(summary, indent=2) + "\n")
 
     for name in args.only:
         folder, extra = build_set(name, root, work / "sets")
-        for model in args.models:
-            key = f"{name}/{model_tag(model)}"
-            out = work / "runs" / name / model_tag(model)
+        for model, seed in ((m, s) for s in args.seeds for m in args.models):
+            key = f"{name}/{model_tag(model)}/seed{seed}"
+            out = work / "runs" / name / model_tag(model) / f"seed{seed}"
             if (out / "finetune_results.json").is_file():
                 print(f"{key}: done, skipped")
                 continue
             cmd = ["accelerate", "launch", "train/finetune.py", "--model", model, "--data", str(folder), *extra,
-                   "--output_dir", str(out)]
+                   "--seed", str(seed), *args.finetune_flags.split(), "--output_dir", str(out)]
             print(f"{key}: {' '.join(cmd)}", flush=True)
             start = time.time()
             out.mkdir(parents=True, exist_ok=True)

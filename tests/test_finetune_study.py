@@ -1,0 +1,31 @@
+"""scripts/finetune_study.py: cell names, and the table that averages the fine-tuning seeds."""
+from conftest import REPO, load_module
+
+study = load_module(REPO / "scripts" / "finetune_study.py", "finetune_study")
+
+
+def _cell(song_f1: float, best_epoch: int = 3) -> dict:
+    return {"model_metrics": {"macro_f1": song_f1 - 0.1, "song_macro_f1": song_f1},
+            "majority": {"macro_f1": 0.05, "song_macro_f1": 0.1},
+            "note_statistics": {"macro_f1": 0.4, "song_macro_f1": 0.5},
+            "labels": ["a", "b", "c"], "train_songs": 30, "dev_songs": 4,
+            "epochs_run": best_epoch + 4, "best_epoch": best_epoch, "wall_seconds": 120.0}
+
+
+def test_cells_are_named_by_start_and_seed():
+    assert study.model_tag("preset:small") == "small_scratch"
+    assert study.model_tag("adversarial-midibert-small") == "adversarial-midibert-small"
+    assert study.model_tag("runs/my run") == "pretrained_my_run"
+    assert study.cell_parts("pianist8/small_scratch/seed43") == ("pianist8", "small_scratch", 43)
+    assert study.cell_parts("pianist8/tiny_scratch") == ("pianist8", "tiny_scratch", 42)  # before --seeds
+
+
+def test_table_averages_seeds_and_compares_the_mean_with_note_statistics():
+    summary = {"cells": {"emopia/small_scratch/seed1": _cell(0.4), "emopia/small_scratch/seed2": _cell(0.7, 5),
+                         "emopia/adversarial-midibert-small/seed1": _cell(0.45)}}
+    rows = {line.split(" | ")[1]: line for line in study.markdown_table(summary).splitlines()[2:]}
+    scratch = rows["small_scratch"].split(" | ")
+    assert scratch[2:7] == ["2", "0.550 (0.400-0.700)", "0.100", "0.500", "yes"]  # mean .55 reaches .5
+    assert scratch[7] == "7 (3), 9 (5)"
+    single = rows["adversarial-midibert-small"].split(" | ")
+    assert single[2:7] == ["1", "0.450", "0.100", "0.500", "no"]
