@@ -9,7 +9,7 @@ same network from scratch) and fine-tuning seed (`--seeds`; the song split is th
 `finetune_results.json` stays in its run folder; a finished cell is skipped when the script is run again
 (resumable), and the summary (model vs majority vs note statistics, song and window level) is rewritten after
 every cell to `--summary` (default: `scripts/finetune_study_results.json`); `--table` prints it as a markdown
-table, the mean and range over seeds.
+table, the mean and range over seeds, and `--versus START BASELINE` as the README's comparison of two starts.
 
 The sets (a group = a sub-folder of a class folder, so its files share a split):
 - `asap_composers`: ASAP, composers with >= 4 pieces, <composer>/<piece>/<file>.mid, one file per piece (the
@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import fcntl
 import json
 import os
 import subprocess
@@ -130,17 +131,24 @@ def summarize(results: dict, seconds: float, command: str) -> dict:
     }
 
 
-def markdown_table(summary: dict) -> str:
-    """Dev macro-F1 (song level for piece labels, note level for melody), the mean over seeds with its range, for
-    each start, beside both baselines (fitted on the same split, so one value per set)."""
+def _groups(summary: dict) -> dict[tuple[str, str], list[dict]]:
+    """(set, start) -> its cells, one per fine-tuning seed."""
     groups = defaultdict(list)
     for key, cell in summary["cells"].items():
         name, tag, _ = cell_parts(key)
         groups[name, tag].append(cell)
+    return groups
 
-    def headline(values: dict) -> float:
-        return values.get("song_macro_f1", values["macro_f1"])
 
+def headline(values: dict) -> float:
+    """The study's score: song macro-F1 for piece labels, note macro-F1 for note labels."""
+    return values.get("song_macro_f1", values["macro_f1"])
+
+
+def markdown_table(summary: dict) -> str:
+    """Dev macro-F1 (song level for piece labels, note level for melody), the mean over seeds with its range, for
+    each start, beside both baselines (fitted on the same split, so one value per set)."""
+    groups = _groups(summary)
     lines = ["| set (classes; train / dev songs) | start | seeds | dev macro-F1, mean (range) | majority "
              "| note statistics | reaches note statistics | epochs run (best) | wall per run |",
              "|---|---|---|---|---|---|---|---|---|"]
@@ -154,6 +162,23 @@ def markdown_table(summary: dict) -> str:
         lines.append(f"| {name} ({len(first['labels'])}; {first['train_songs']} / {first['dev_songs']}) | {tag} | "
                      f"{len(cells)} | {mean:.3f}{spread} | {headline(first['majority']):.3f} | {stats:.3f} | "
                      f"{'yes' if mean >= stats else 'no'} | {epochs} | {wall:.1f} min |")
+    return "\n".join(lines)
+
+
+def versus_table(summary: dict, start: str, baseline: str) -> str:
+    """One row per set: the mean over seeds from `start` and from `baseline` (cell tags, e.g. a shipped short name
+    and `small_scratch`), their difference, and both baselines."""
+    groups = _groups(summary)
+    lines = [f"| set (classes) | from scratch (`{baseline}`) | from `{start}` | difference | note statistics "
+             "| majority |", "|---|---|---|---|---|---|"]
+    for name in sorted({name for name, _ in groups}):
+        if (name, start) not in groups or (name, baseline) not in groups:
+            continue
+        ours, theirs = ([headline(c["model_metrics"]) for c in groups[name, tag]] for tag in (start, baseline))
+        first = groups[name, start][0]
+        mean, base = sum(ours) / len(ours), sum(theirs) / len(theirs)
+        lines.append(f"| {name} ({len(first['labels'])}) | {base:.3f} | {mean:.3f} | {mean - base:+.3f} | "
+                     f"{headline(first['note_statistics']):.3f} | {headline(first['majority']):.3f} |")
     return "\n".join(lines)
 
 
@@ -171,21 +196,27 @@ def main(argv=None) -> int:
     parser.add_argument("--summary", default=str(REPO / "scripts" / "finetune_study_results.json"))
     parser.add_argument("--table", action="store_true",
                         help="print the summary as the markdown table of docs/finetuning.md")
+    parser.add_argument("--versus", nargs=2, metavar=("START", "BASELINE"),
+                        help="print the README's comparison of two starts (cell tags), e.g. "
+                             "adversarial-midibert-small small_scratch")
     args = parser.parse_args(argv)
-    if args.table:
-        print(markdown_table(json.loads(Path(args.summary).read_text())))
+    if args.table or args.versus:
+        summary = json.loads(Path(args.summary).read_text())
+        print(versus_table(summary, *args.versus) if args.versus else markdown_table(summary))
         return 0
     root, work = Path(args.data_root), Path(args.work)
     summary_path = Path(args.summary)
 
     def save(key: str, cell: dict) -> None:
-        # Re-read first: several workers (e.g. one per --models) may share the summary file.
-        summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
-        summary["machine"] = f"{os.cpu_count()} CPU cores"
-        cell["load_average_at_end"] = round(os.getloadavg()[0], 1)  # other jobs on the machine slow the wall time
-        summary.setdefault("cells", {})[key] = cell
-        summary["cells"] = dict(sorted(summary["cells"].items()))
-        summary_path.write_text(json.dumps(summary, indent=2) + "\n")
+        # Several workers (e.g. one per --only) may share the work folder and summary: re-read under a lock.
+        with open(work / "summary.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
+            summary["machine"] = f"{os.cpu_count()} CPU cores"
+            cell["load_average_at_end"] = round(os.getloadavg()[0], 1)  # other jobs slow the wall time
+            summary.setdefault("cells", {})[key] = cell
+            summary["cells"] = dict(sorted(summary["cells"].items()))
+            summary_path.write_text(json.dumps(summary, indent=2) + "\n")
 
     for name in args.only:
         folder, extra = build_set(name, root, work / "sets")
@@ -210,9 +241,9 @@ def main(argv=None) -> int:
             cell = summarize(results, seconds, " ".join(cmd))
             save(key, cell)
             m, b = cell["model_metrics"], cell
-            headline = "song_macro_f1" if "song_macro_f1" in m else "macro_f1"
-            print(f"{key}: {seconds / 60:.1f} min, dev {headline} model {m[headline]:.3f} | majority "
-                  f"{b['majority'][headline]:.3f} | note statistics {b['note_statistics'][headline]:.3f}", flush=True)
+            metric = "song_macro_f1" if "song_macro_f1" in m else "macro_f1"
+            print(f"{key}: {seconds / 60:.1f} min, dev {metric} model {m[metric]:.3f} | majority "
+                  f"{b['majority'][metric]:.3f} | note statistics {b['note_statistics'][metric]:.3f}", flush=True)
     return 0
 
 

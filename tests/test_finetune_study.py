@@ -29,3 +29,20 @@ def test_table_averages_seeds_and_compares_the_mean_with_note_statistics():
     assert scratch[7] == "7 (3), 9 (5)"
     single = rows["adversarial-midibert-small"].split(" | ")
     assert single[2:7] == ["1", "0.450", "0.100", "0.500", "no"]
+
+
+def test_versus_table_compares_the_means_of_two_starts():
+    summary = {"cells": {"emopia/small_scratch/seed1": _cell(0.4), "emopia/small_scratch/seed2": _cell(0.6),
+                         "emopia/ckpt/seed1": _cell(0.7), "emopia/ckpt/seed2": _cell(0.6),
+                         "pianist8/ckpt/seed1": _cell(0.9)}}  # no from-scratch cells: left out
+    lines = study.versus_table(summary, "ckpt", "small_scratch").splitlines()
+    assert lines[2:] == ["| emopia (3) | 0.500 | 0.650 | +0.150 | 0.500 | 0.100 |"]
+
+
+def test_the_docs_show_the_committed_study():
+    import json
+
+    summary = json.loads((REPO / "scripts" / "finetune_study_results.json").read_text())
+    assert study.markdown_table(summary) in (REPO / "docs" / "finetuning.md").read_text()
+    readme = (REPO / "README.md").read_text()
+    assert study.versus_table(summary, "adversarial-midibert-small", "small_scratch") in readme
