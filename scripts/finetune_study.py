@@ -166,8 +166,8 @@ def markdown_table(summary: dict) -> str:
 
 
 def versus_table(summary: dict, start: str, baseline: str) -> str:
-    """One row per set: the mean over seeds from `start` and from `baseline` (cell tags, e.g. a shipped short name
-    and `small_scratch`), their difference, and both baselines."""
+    """One row per set: the mean over seeds from `start` (a cell tag, e.g. a shipped short name) and from `baseline`
+    (the from-scratch start's tag, e.g. `small_scratch`), their difference, and both baselines."""
     groups = _groups(summary)
     lines = [f"| set (classes) | from scratch (`{baseline}`) | from `{start}` | difference | note statistics "
              "| majority |", "|---|---|---|---|---|---|"]
@@ -197,8 +197,8 @@ def main(argv=None) -> int:
     parser.add_argument("--table", action="store_true",
                         help="print the summary as the markdown table of docs/finetuning.md")
     parser.add_argument("--versus", nargs=2, metavar=("START", "BASELINE"),
-                        help="print the README's comparison of two starts (cell tags), e.g. "
-                             "adversarial-midibert-small small_scratch")
+                        help="print the README's comparison of a start with the from-scratch one (cell tags), "
+                             "e.g. adversarial-midibert-small small_scratch")
     args = parser.parse_args(argv)
     if args.table or args.versus:
         summary = json.loads(Path(args.summary).read_text())
