@@ -140,9 +140,13 @@ def _groups(summary: dict) -> dict[tuple[str, str], list[dict]]:
     return groups
 
 
+def headline_metric(values: dict) -> str:
+    """The study's score: song macro-F1 for piece labels, note macro-F1 for note labels (no songs)."""
+    return "song_macro_f1" if "song_macro_f1" in values else "macro_f1"
+
+
 def headline(values: dict) -> float:
-    """The study's score: song macro-F1 for piece labels, note macro-F1 for note labels."""
-    return values.get("song_macro_f1", values["macro_f1"])
+    return values[headline_metric(values)]
 
 
 def markdown_table(summary: dict) -> str:
@@ -241,7 +245,7 @@ def main(argv=None) -> int:
             cell = summarize(results, seconds, " ".join(cmd))
             save(key, cell)
             m, b = cell["model_metrics"], cell
-            metric = "song_macro_f1" if "song_macro_f1" in m else "macro_f1"
+            metric = headline_metric(m)
             print(f"{key}: {seconds / 60:.1f} min, dev {metric} model {m[metric]:.3f} | majority "
                   f"{b['majority'][metric]:.3f} | note statistics {b['note_statistics'][metric]:.3f}", flush=True)
     return 0
