@@ -9,7 +9,8 @@ same network from scratch) and fine-tuning seed (`--seeds`; the song split is th
 `finetune_results.json` stays in its run folder; a finished cell is skipped when the script is run again
 (resumable), and the summary (model vs majority vs note statistics, song and window level) is rewritten after
 every cell to `--summary` (default: `scripts/finetune_study_results.json`); `--table` prints it as a markdown
-table, the mean and range over seeds, and `--versus START BASELINE` as the README's comparison of two starts.
+table, the mean and range over seeds, and `--versus START [START ...]` as the README's comparison of starts with
+the from-scratch one (`--baseline`, default `small_scratch`).
 
 The sets (a group = a sub-folder of a class folder, so its files share a split):
 - `asap_composers`: ASAP, composers with >= 4 pieces, <composer>/<piece>/<file>.mid, one file per piece (the
@@ -169,19 +170,25 @@ def markdown_table(summary: dict) -> str:
     return "\n".join(lines)
 
 
-def versus_table(summary: dict, start: str, baseline: str) -> str:
-    """One row per set: the mean over seeds from `start` (a cell tag, e.g. a shipped short name) and from `baseline`
-    (the from-scratch start's tag, e.g. `small_scratch`), their difference, and both baselines."""
+def versus_table(summary: dict, starts: list[str], baseline: str) -> str:
+    """One row per set: the mean over seeds from `baseline` (the from-scratch start's tag, e.g. `small_scratch`)
+    and from each of `starts` (cell tags, e.g. the shipped short names) with its difference from the baseline in
+    brackets, then both baselines. Sets missing one of the starts are left out."""
     groups = _groups(summary)
-    lines = [f"| set (classes) | from scratch (`{baseline}`) | from `{start}` | difference | note statistics "
-             "| majority |", "|---|---|---|---|---|---|"]
+    lines = [f"| set (classes) | from scratch (`{baseline}`) | "
+             + " | ".join(f"from `{start}` (difference)" for start in starts) + " | note statistics | majority |",
+             "|---|---|" + "---|" * len(starts) + "---|---|"]
+
+    def mean(name: str, tag: str) -> float:
+        scores = [headline(c["model_metrics"]) for c in groups[name, tag]]
+        return sum(scores) / len(scores)
+
     for name in sorted({name for name, _ in groups}):
-        if (name, start) not in groups or (name, baseline) not in groups:
+        if any((name, tag) not in groups for tag in (baseline, *starts)):
             continue
-        ours, theirs = ([headline(c["model_metrics"]) for c in groups[name, tag]] for tag in (start, baseline))
-        first = groups[name, start][0]
-        mean, base = sum(ours) / len(ours), sum(theirs) / len(theirs)
-        lines.append(f"| {name} ({len(first['labels'])}) | {base:.3f} | {mean:.3f} | {mean - base:+.3f} | "
+        base, first = mean(name, baseline), groups[name, baseline][0]
+        cells = " | ".join(f"{mean(name, tag):.3f} ({mean(name, tag) - base:+.3f})" for tag in starts)
+        lines.append(f"| {name} ({len(first['labels'])}) | {base:.3f} | {cells} | "
                      f"{headline(first['note_statistics']):.3f} | {headline(first['majority']):.3f} |")
     return "\n".join(lines)
 
@@ -200,13 +207,15 @@ def main(argv=None) -> int:
     parser.add_argument("--summary", default=str(REPO / "scripts" / "finetune_study_results.json"))
     parser.add_argument("--table", action="store_true",
                         help="print the summary as the markdown table of docs/finetuning.md")
-    parser.add_argument("--versus", nargs=2, metavar=("START", "BASELINE"),
-                        help="print the README's comparison of a start with the from-scratch one (cell tags), "
-                             "e.g. adversarial-midibert-small small_scratch")
+    parser.add_argument("--versus", nargs="+", metavar="START",
+                        help="print the README's comparison of these starts (cell tags, e.g. "
+                             "adversarial-midibert-small adversarial-midibert-small-random) with --baseline")
+    parser.add_argument("--baseline", default="small_scratch",
+                        help="the from-scratch start that --versus compares with (a cell tag)")
     args = parser.parse_args(argv)
     if args.table or args.versus:
         summary = json.loads(Path(args.summary).read_text())
-        print(versus_table(summary, *args.versus) if args.versus else markdown_table(summary))
+        print(versus_table(summary, args.versus, args.baseline) if args.versus else markdown_table(summary))
         return 0
     root, work = Path(args.data_root), Path(args.work)
     summary_path = Path(args.summary)

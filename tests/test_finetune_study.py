@@ -31,12 +31,14 @@ def test_table_averages_seeds_and_compares_the_mean_with_note_statistics():
     assert single[2:7] == ["1", "0.450", "0.100", "0.500", "no"]
 
 
-def test_versus_table_compares_the_means_of_two_starts():
+def test_versus_table_compares_the_means_of_starts_with_the_baseline():
     summary = {"cells": {"emopia/small_scratch/seed1": _cell(0.4), "emopia/small_scratch/seed2": _cell(0.6),
                          "emopia/ckpt/seed1": _cell(0.7), "emopia/ckpt/seed2": _cell(0.6),
-                         "pianist8/ckpt/seed1": _cell(0.9)}}  # no from-scratch cells: left out
-    lines = study.versus_table(summary, "ckpt", "small_scratch").splitlines()
-    assert lines[2:] == ["| emopia (3) | 0.500 | 0.650 | +0.150 | 0.500 | 0.100 |"]
+                         "emopia/other/seed1": _cell(0.45),
+                         "pianist8/ckpt/seed1": _cell(0.9), "pianist8/other/seed1": _cell(0.9)}}  # no baseline
+    lines = study.versus_table(summary, ["ckpt", "other"], "small_scratch").splitlines()
+    assert lines[0].count("(difference)") == 2
+    assert lines[2:] == ["| emopia (3) | 0.500 | 0.650 (+0.150) | 0.450 (-0.050) | 0.500 | 0.100 |"]
 
 
 def test_the_docs_show_the_committed_study():
@@ -45,4 +47,5 @@ def test_the_docs_show_the_committed_study():
     summary = json.loads((REPO / "scripts" / "finetune_study_results.json").read_text())
     assert study.markdown_table(summary) in (REPO / "docs" / "finetuning.md").read_text()
     readme = (REPO / "README.md").read_text()
-    assert study.versus_table(summary, "adversarial-midibert-small", "small_scratch") in readme
+    shipped = ["adversarial-midibert-small", "adversarial-midibert-small-random"]
+    assert study.versus_table(summary, shipped, "small_scratch") in readme
