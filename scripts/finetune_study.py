@@ -173,7 +173,7 @@ def markdown_table(summary: dict) -> str:
 def versus_table(summary: dict, starts: list[str], baseline: str) -> str:
     """One row per set: the mean over seeds from `baseline` (the from-scratch start's tag, e.g. `small_scratch`)
     and from each of `starts` (cell tags, e.g. the shipped short names) with its difference from the baseline in
-    brackets, then both baselines. Sets missing one of the starts are left out."""
+    parentheses, then both baselines. Sets missing one of the starts are left out."""
     groups = _groups(summary)
     lines = [f"| set (classes) | from scratch (`{baseline}`) | "
              + " | ".join(f"from `{start}` (difference)" for start in starts) + " | note statistics | majority |",
