@@ -150,6 +150,12 @@ def headline(values: dict) -> float:
     return values[headline_metric(values)]
 
 
+def _mean_and_scores(cells: list[dict]) -> tuple[float, list[float]]:
+    """The study's score of each seed's cell, and their mean."""
+    scores = [headline(c["model_metrics"]) for c in cells]
+    return sum(scores) / len(scores), scores
+
+
 def markdown_table(summary: dict) -> str:
     """Dev macro-F1 (song level for piece labels, note level for melody), the mean over seeds with its range, for
     each start, beside both baselines (fitted on the same split, so one value per set)."""
@@ -158,8 +164,7 @@ def markdown_table(summary: dict) -> str:
              "| note statistics | reaches note statistics | epochs run (best) | wall per run |",
              "|---|---|---|---|---|---|---|---|---|"]
     for (name, tag), cells in groups.items():
-        scores = [headline(c["model_metrics"]) for c in cells]
-        mean, first = sum(scores) / len(scores), cells[0]
+        (mean, scores), first = _mean_and_scores(cells), cells[0]
         spread = f" ({min(scores):.3f}-{max(scores):.3f})" if len(scores) > 1 else ""
         stats = headline(first["note_statistics"])
         epochs = ", ".join(f"{c['epochs_run']:g} ({c['best_epoch']})" for c in cells)
@@ -179,15 +184,12 @@ def versus_table(summary: dict, starts: list[str], baseline: str) -> str:
              + " | ".join(f"from `{start}` (difference)" for start in starts) + " | note statistics | majority |",
              "|---|---|" + "---|" * len(starts) + "---|---|"]
 
-    def mean(name: str, tag: str) -> float:
-        scores = [headline(c["model_metrics"]) for c in groups[name, tag]]
-        return sum(scores) / len(scores)
-
     for name in sorted({name for name, _ in groups}):
         if any((name, tag) not in groups for tag in (baseline, *starts)):
             continue
-        base, first = mean(name, baseline), groups[name, baseline][0]
-        cells = " | ".join(f"{mean(name, tag):.3f} ({mean(name, tag) - base:+.3f})" for tag in starts)
+        means = {tag: _mean_and_scores(groups[name, tag])[0] for tag in (baseline, *starts)}
+        base, first = means[baseline], groups[name, baseline][0]
+        cells = " | ".join(f"{means[tag]:.3f} ({means[tag] - base:+.3f})" for tag in starts)
         lines.append(f"| {name} ({len(first['labels'])}) | {base:.3f} | {cells} | "
                      f"{headline(first['note_statistics']):.3f} | {headline(first['majority']):.3f} |")
     return "\n".join(lines)
@@ -221,10 +223,12 @@ def main(argv=None) -> int:
     summary_path = Path(args.summary)
 
     def save(key: str, cell: dict) -> None:
-        # Several workers (e.g. one per --only) may share the work folder and summary: re-read under a lock.
-        with open(work / "summary.lock", "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
+        # Several workers (e.g. one per --only, with the same or another --work) may share the summary: re-read
+        # it under a lock on the summary file itself, so that workers of different work folders also wait.
+        with open(summary_path, "a+") as locked:
+            fcntl.flock(locked, fcntl.LOCK_EX)
+            text = summary_path.read_text()
+            summary = json.loads(text) if text.strip() else {}
             summary["machine"] = f"{os.cpu_count()} CPU cores"
             cell["load_average_at_end"] = round(os.getloadavg()[0], 1)  # other jobs slow the wall time
             summary.setdefault("cells", {})[key] = cell
