@@ -534,23 +534,110 @@ def test_melody_recipe_tokenizes_as_4_4_unless_turned_off(tmp_path, flag, ignore
 def test_time_budget_stops_training_and_says_so():
     from types import SimpleNamespace
 
-    from transformers import TrainerControl
+    from transformers import TrainerControl, TrainerState
 
     from adversarial_midibert.finetuning.trainer import TrainingTimeBudget, stopped_by
 
     args = SimpleNamespace(max_steps=-1, num_train_epochs=40)
     budget = TrainingTimeBudget(minutes=0.0)
     control = TrainerControl()
-    budget.on_train_begin(args, None, control)
-    budget.on_step_end(args, None, control)
+    budget.on_train_begin(args, TrainerState(), control)
+    budget.on_step_end(args, TrainerState(), control)
     assert control.should_training_stop and budget.fired
     assert stopped_by(budget, SimpleNamespace(epoch=3.5, global_step=70), args) == "time budget"
     patient = TrainingTimeBudget(minutes=60)
     control = TrainerControl()
-    patient.on_train_begin(args, None, control)
-    patient.on_step_end(args, None, control)
+    patient.on_train_begin(args, TrainerState(), control)
+    patient.on_step_end(args, TrainerState(), control)
     assert not control.should_training_stop and not patient.fired
     assert stopped_by(patient, SimpleNamespace(epoch=9.0, global_step=180), args) == "early stopping"
     assert stopped_by(patient, SimpleNamespace(epoch=40.0, global_step=800), args) == "epoch cap"
     assert stopped_by(None, SimpleNamespace(epoch=0.1, global_step=1), SimpleNamespace(max_steps=1, num_train_epochs=3)) == "max_steps"
+
+
+def test_the_time_spent_is_carried_over_a_resume_and_not_into_a_new_run():
+    from types import SimpleNamespace
+
+    from transformers import TrainerControl, TrainerState
+
+    from adversarial_midibert.finetuning.trainer import TrainingTimeBudget
+
+    spent = TrainingTimeBudget(minutes=10)
+    spent.elapsed_seconds = 120.0  # what the checkpoint's trainer_state.json keeps under stateful_callbacks
+    saved = {"TrainingTimeBudget": spent.state()}
+    args = SimpleNamespace(device=torch.device("cpu"))
+    resumed = TrainingTimeBudget(minutes=10)
+    resumed.on_train_begin(args, TrainerState(global_step=50, stateful_callbacks=saved), TrainerControl())
+    assert resumed.fraction == pytest.approx(0.2)
+    resumed.on_step_end(args, TrainerState(global_step=51), TrainerControl())
+    assert 120.0 <= resumed.elapsed_seconds < 150.0
+    fresh = TrainingTimeBudget(minutes=10)  # a new run in a folder with old state starts its clock at 0
+    fresh.on_train_begin(args, TrainerState(global_step=0, stateful_callbacks=saved), TrainerControl())
+    assert fresh.fraction == 0.0
+
+
+def test_the_schedule_warms_up_and_decays_over_the_budget_when_the_budget_binds():
+    from transformers import get_linear_schedule_with_warmup
+
+    from adversarial_midibert.finetuning.trainer import TrainingTimeBudget, budget_linear_schedule
+
+    def multipliers(scheduler, steps):
+        return [scheduler.lr_lambdas[0](step) for step in steps]
+
+    weight = torch.nn.Parameter(torch.zeros(1))
+    budget = TrainingTimeBudget(minutes=1.0)
+    schedule = budget_linear_schedule(torch.optim.SGD([weight], lr=1.0), 0.1, 1000, budget)
+    stock = get_linear_schedule_with_warmup(torch.optim.SGD([weight], lr=1.0), 100, 1000)
+    steps = [0, 1, 50, 99, 100, 101, 550, 999, 1000]
+    assert multipliers(schedule, steps) == pytest.approx(multipliers(stock, steps))  # no time spent: stock
+    budget.elapsed_seconds = 3.0  # 5 % of the minute at step 10 (1 % of the steps): half-way up the warm-up
+    assert multipliers(schedule, [10]) == pytest.approx([0.5])
+    budget.elapsed_seconds = 33.0  # 55 %: half-way down
+    assert multipliers(schedule, [10, 550]) == pytest.approx([0.5, 0.5])
+    budget.elapsed_seconds = 60.0  # spent: the rate is 0 whatever the step count
+    assert multipliers(schedule, [10]) == [0.0]
+
+
+def test_early_stopping_counts_patience_only_after_the_warm_up(tmp_path):
+    from transformers import TrainerControl, TrainerState
+
+    from adversarial_midibert.finetuning.trainer import EarlyStoppingAfterWarmup, TrainingTimeBudget
+
+    args = TrainingArguments(output_dir=str(tmp_path), warmup_steps=0.1, eval_strategy="epoch",
+                             save_strategy="epoch", load_best_model_at_end=True, metric_for_best_model="macro_f1")
+    state, control = TrainerState(max_steps=1000, best_metric=0.5), TrainerControl()
+    stopper = EarlyStoppingAfterWarmup(2)
+    for step in (20, 40, 60, 80):  # worse dev scores while the rate still rises do not count
+        state.global_step = step
+        stopper.on_evaluate(args, state, control, {"eval_macro_f1": 0.1})
+    assert stopper.early_stopping_patience_counter == 0 and not control.should_training_stop
+    for step in (120, 140):
+        state.global_step = step
+        stopper.on_evaluate(args, state, control, {"eval_macro_f1": 0.1})
+    assert control.should_training_stop
+    budget = TrainingTimeBudget(minutes=1.0)
+    budget.elapsed_seconds = 30.0  # half the budget spent at step 20: past the warm-up by the clock
+    control = TrainerControl()
+    stopper = EarlyStoppingAfterWarmup(1, budget=budget)
+    state.global_step = 20
+    stopper.on_evaluate(args, state, control, {"eval_macro_f1": 0.1})
+    assert control.should_training_stop
+
+
+def test_a_run_its_budget_ends_decays_its_rate_to_zero_and_saves_the_time_spent(tmp_path):
+    out = tmp_path / "out"
+    argv = FAST + ["--data", str(emopia_class_folders(tmp_path / "set")), "--output_dir", str(out),
+                   "--eval_fraction", "0.5", "--num_train_epochs", "1000", "--max_train_minutes", "0.1",
+                   "--save_strategy", "epoch", "--save_total_limit", "1", "--baselines", "false",
+                   "--early_stopping_patience", "0"]
+    results = main(argv)
+    assert results["stopped_by"] == "time budget"
+    state = json.loads((out / "trainer_state.json").read_text())
+    rates = [entry["learning_rate"] for entry in state["log_history"] if "learning_rate" in entry]
+    peak = int(np.argmax(rates))
+    assert 0 < peak < len(rates) - 1 and rates[-1] < 0.15 * rates[peak]  # warmed up, then decayed to about 0
+    assert rates[peak] > 0.9 * results["recipe"]["learning_rate"]
+    checkpoint = next(out.glob("checkpoint-*"))
+    saved = json.loads((checkpoint / "trainer_state.json").read_text())["stateful_callbacks"]
+    assert 0 < saved["TrainingTimeBudget"]["attributes"]["carried_seconds"] <= 6.0 + 5.0
 

@@ -14,12 +14,15 @@ from adversarial_midibert.data.tasks import SEQUENCE
 # - learning rate: 1e-3 for a freshly initialised network, 5e-4 for a pre-trained one (features worth keeping,
 #   so smaller steps), times 128 / hidden_size (a wider network takes proportionally smaller steps: the tiny
 #   preset gets the base rate, the 768-wide paper preset 1/6 of it, 8.3e-5 pre-trained, near BERT's usual range);
-# - warm-up: the first 10 % of the steps (linear), then linear decay;
-# - epochs: with a dev set, until the dev macro-F1 has not improved for PATIENCE epochs (the best epoch's weights
-#   kept), at most MAX_EPOCHS and at most `--max_train_minutes` of training. Why not a fixed count: a fixed
-#   3-epoch floor stopped a from-scratch composer run while its dev macro-F1 still climbed (0.127, 0.188, 0.205;
-#   issue 19), so a comparison of two starting points measured how fast each learns, not how well. Without a dev
-#   set there is nothing to stop on: enough epochs for about TARGET_STEPS steps, between MIN_EPOCHS and MAX_EPOCHS.
+# - warm-up: the first 10 % of the run (linear), then linear decay to 0 at its end, where the run's progress is
+#   the larger of steps done and time budget spent (`training_progress`): a run that its `--max_train_minutes`
+#   ends still warms up and decays, instead of stopping in warm-up or at peak rate;
+# - epochs: with a dev set, until the dev macro-F1 has not improved for PATIENCE epochs after the warm-up (the
+#   best epoch's weights kept), at most MAX_EPOCHS and at most `--max_train_minutes` of training. Why not a fixed
+#   count: a fixed 3-epoch floor stopped a from-scratch composer run while its dev macro-F1 still climbed (0.127,
+#   0.188, 0.205; issue 19), so a comparison of two starting points measured how fast each learns, not how well.
+#   Without a dev set there is nothing to stop on: enough epochs for about TARGET_STEPS steps, between MIN_EPOCHS
+#   and MAX_EPOCHS.
 BASE_LEARNING_RATE = {"scratch": 1e-3, "pretrained": 5e-4}
 WARMUP_SHARE = 0.1
 TARGET_STEPS = 250

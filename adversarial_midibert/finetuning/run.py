@@ -11,7 +11,6 @@ import sys
 import time
 from pathlib import Path
 
-from transformers import EarlyStoppingCallback
 
 from adversarial_midibert.data.collator import OctupleDataCollator
 from adversarial_midibert.data.tasks import SEQUENCE, subsample_groups
@@ -42,6 +41,7 @@ from adversarial_midibert.finetuning.report import (
     split_record,
 )
 from adversarial_midibert.finetuning.trainer import (
+    EarlyStoppingAfterWarmup,
     FinetuneTrainer,
     TrainingTimeBudget,
     class_weights_from_counts,
@@ -88,15 +88,13 @@ def main(argv: list[str] | None = None) -> dict:
 
     metrics_fn = ClassificationMetrics(task.level, song_ids=eval_song_ids) if has_eval else None
     transpose = args.transpose if args.transpose is not None else task.transpose
-    callbacks = []
-    if recipe["early_stopping_patience"] > 0:
-        callbacks.append(EarlyStoppingCallback(early_stopping_patience=recipe["early_stopping_patience"]))
     if args.max_train_minutes < 0:
         raise ValueError(f"--max_train_minutes must be >= 0, got {args.max_train_minutes}")
     budget = TrainingTimeBudget(args.max_train_minutes) if args.max_train_minutes > 0 else None
     recipe["max_train_minutes"] = args.max_train_minutes or None
-    if budget is not None:
-        callbacks.append(budget)
+    callbacks = []
+    if recipe["early_stopping_patience"] > 0:
+        callbacks.append(EarlyStoppingAfterWarmup(recipe["early_stopping_patience"], budget=budget))
     trainer = FinetuneTrainer(
         model=model,
         args=training_args,
@@ -110,6 +108,7 @@ def main(argv: list[str] | None = None) -> dict:
         class_weights=class_weights,
         progress_metric="macro_f1",
         callbacks=callbacks,
+        time_budget=budget,
     )
     main_process = trainer.is_world_process_zero()
     baselines = None
@@ -125,7 +124,7 @@ def main(argv: list[str] | None = None) -> dict:
               f"{recipe['num_train_epochs']:g} epochs of {recipe['steps_per_epoch']} steps"
               + (f" or {args.max_train_minutes:g} minutes" if budget is not None else "") + ", class weighting "
               f"{args.class_weighting}" + (f", early stopping after {recipe['early_stopping_patience']} epochs without "
-                                          "a better dev macro-F1" if recipe["early_stopping_patience"] else ""))
+                                          "a better dev macro-F1 once warm-up is over" if recipe["early_stopping_patience"] else ""))
     train_output = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
     eval_metrics = trainer.evaluate() if has_eval else {}
     metrics = {key.removeprefix("eval_"): value for key, value in eval_metrics.items()}
