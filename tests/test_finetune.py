@@ -641,3 +641,67 @@ def test_a_run_its_budget_ends_decays_its_rate_to_zero_and_saves_the_time_spent(
     saved = json.loads((checkpoint / "trainer_state.json").read_text())["stateful_callbacks"]
     assert 0 < saved["TrainingTimeBudget"]["attributes"]["carried_seconds"] <= 6.0 + 5.0
 
+
+
+@pytest.mark.skipif(shutil.which("accelerate") is None and not (Path(sys.executable).parent / "accelerate").exists(),
+                    reason="the accelerate command is not installed")
+def test_two_processes_stop_on_the_same_step_when_the_budget_runs_out(tmp_path):
+    """Fine-tuning under `accelerate launch` with two processes, ended by the time budget, saves its results and a
+    learning rate decayed to about 0 (the budget's clock is agreed across ranks: next test)."""
+    import os
+
+    accelerate = shutil.which("accelerate") or str(Path(sys.executable).parent / "accelerate")
+    out = tmp_path / "out"
+    env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+    command = [accelerate, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+               "--mixed_precision", "no", "--dynamo_backend", "no", "train/finetune.py",
+               *[arg for arg in FAST if arg not in ("--use_cpu", "true")], "--disable_tqdm", "true",
+               "--data", str(emopia_class_folders(tmp_path / "set")), "--output_dir", str(out),
+               "--eval_fraction", "0.5", "--num_train_epochs", "1000", "--max_train_minutes", "0.1",
+               "--baselines", "false", "--early_stopping_patience", "0"]
+    result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    results = json.loads((out / "finetune_results.json").read_text())
+    assert results["stopped_by"] == "time budget"
+    state = json.loads((out / "trainer_state.json").read_text())
+    rates = [entry["learning_rate"] for entry in state["log_history"] if "learning_rate" in entry]
+    assert rates[-1] < 0.15 * max(rates)
+
+
+AGREE_ON_THE_CLOCK = """
+import os, sys, torch
+from transformers import TrainerControl, TrainerState
+from adversarial_midibert.finetuning.trainer import TrainingTimeBudget
+
+def run(rank, port, out):
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.distributed.init_process_group("gloo", rank=rank, world_size=2)
+    budget = TrainingTimeBudget(minutes=1.0, carried_seconds=100.0 * rank)  # rank 1's clock is past the budget
+    budget.on_train_begin(None, TrainerState(), TrainerControl())
+    control = TrainerControl()
+    budget.on_step_end(type("Args", (), {"device": torch.device("cpu")})(), TrainerState(), control)
+    with open(f"{out}/rank{rank}", "w") as handle:
+        handle.write(f"{budget.elapsed_seconds} {control.should_training_stop}")
+    torch.distributed.destroy_process_group()
+
+if __name__ == "__main__":
+    torch.multiprocessing.start_processes(run, args=(int(sys.argv[1]), sys.argv[2]), nprocs=2, start_method="fork")
+"""
+
+
+def test_every_rank_follows_the_slowest_clock_so_all_stop_on_the_same_step(tmp_path):
+    """If each rank read only its own clock, one could stop a step before the other, whose next gradient
+    all-reduce would then wait for it forever; so the budget takes the largest time spent over the ranks."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    script = tmp_path / "agree.py"
+    script.write_text(AGREE_ON_THE_CLOCK)
+    done = subprocess.run([sys.executable, str(script), str(port), str(tmp_path)], cwd=REPO, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    seen = [(tmp_path / f"rank{rank}").read_text().split() for rank in (0, 1)]
+    assert [stop for _, stop in seen] == ["True", "True"]  # rank 0 stops too, though its own clock says 0 s
+    assert float(seen[0][0]) == float(seen[1][0]) >= 100.0
