@@ -15,8 +15,8 @@ from adversarial_midibert.data.tasks import SEQUENCE
 #   so smaller steps), times 128 / hidden_size (a wider network takes proportionally smaller steps: the tiny
 #   preset gets the base rate, the 768-wide paper preset 1/6 of it, 8.3e-5 pre-trained, near BERT's usual range);
 # - warm-up: the first 10 % of the run (linear), then linear decay to 0 at its end, where the run's progress is
-#   the larger of steps done and time budget spent (`training_progress`): a run that its `--max_train_minutes`
-#   ends still warms up and decays, instead of stopping in warm-up or at peak rate;
+#   the larger of steps done and time budget spent (`training_progress`): a run ended by `--max_train_minutes`
+#   still warms up and decays, instead of stopping in warm-up or at peak rate;
 # - epochs: with a dev set, until the dev macro-F1 has not improved for PATIENCE epochs after the warm-up (the
 #   best epoch's weights kept), at most MAX_EPOCHS and at most `--max_train_minutes` of training. Why not a fixed
 #   count: a fixed 3-epoch floor stopped a from-scratch composer run while its dev macro-F1 still climbed (0.127,

@@ -11,7 +11,6 @@ import sys
 import time
 from pathlib import Path
 
-
 from adversarial_midibert.data.collator import OctupleDataCollator
 from adversarial_midibert.data.tasks import SEQUENCE, subsample_groups
 from adversarial_midibert.evaluation.baselines import fit_baselines
@@ -124,7 +123,8 @@ def main(argv: list[str] | None = None) -> dict:
               f"{recipe['num_train_epochs']:g} epochs of {recipe['steps_per_epoch']} steps"
               + (f" or {args.max_train_minutes:g} minutes" if budget is not None else "") + ", class weighting "
               f"{args.class_weighting}" + (f", early stopping after {recipe['early_stopping_patience']} epochs without "
-                                          "a better dev macro-F1 once warm-up is over" if recipe["early_stopping_patience"] else ""))
+                                          "a better dev macro-F1 once warm-up is over"
+                                          if recipe["early_stopping_patience"] else ""))
     train_output = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
     eval_metrics = trainer.evaluate() if has_eval else {}
     metrics = {key.removeprefix("eval_"): value for key, value in eval_metrics.items()}
