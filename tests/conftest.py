@@ -1,5 +1,6 @@
 """Shared test fixtures: the shipped sample MIDI, edge-case fixtures, and the optional shared corpora."""
 import os
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -15,6 +16,18 @@ SHARED_DATA = Path(os.environ.get("ADVERSARIAL_MIDIBERT_SHARED_DATA", REPO.paren
 # The Hub modules live at the repository root; make them importable without an install too.
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
+
+# `accelerate launch` as two CPU processes on one machine (gloo, one thread each: a 2-core machine): a real
+# data-parallel run. `--cpu` alone would start ONE process; `--multi_gpu` without CPU mode, two separate trainings.
+ACCELERATE = shutil.which("accelerate") or str(Path(sys.executable).parent / "accelerate")
+needs_accelerate = pytest.mark.skipif(not Path(ACCELERATE).exists(), reason="the accelerate command is not installed")
+
+
+def two_cpu_processes(script: str) -> tuple[list[str], dict]:
+    """The command prefix and environment that launch `script` (e.g. "train/pretrain.py") as two CPU processes."""
+    env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+    return [ACCELERATE, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+            "--mixed_precision", "no", "--dynamo_backend", "no", script], env
 
 # Hypothesis keeps its example database (and caches) in `.hypothesis/` of the working directory: the repository.
 # Keep it in the temporary folder instead; a fixed name there still replays earlier failures on the next run.

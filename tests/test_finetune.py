@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from conftest import FIXTURES, REPO, sample_files
+from conftest import FIXTURES, REPO, needs_accelerate, sample_files, two_cpu_processes
 from transformers import AutoModelForSequenceClassification, AutoModelForTokenClassification, TrainingArguments
 
 from adversarial_midibert.data.collator import OctupleDataCollator
@@ -642,20 +642,13 @@ def test_a_run_its_budget_ends_decays_its_rate_to_zero_and_saves_the_time_spent(
     assert 0 < saved["TrainingTimeBudget"]["attributes"]["carried_seconds"] <= 6.0 + 5.0
 
 
-
-@pytest.mark.skipif(shutil.which("accelerate") is None and not (Path(sys.executable).parent / "accelerate").exists(),
-                    reason="the accelerate command is not installed")
+@needs_accelerate
 def test_two_processes_stop_on_the_same_step_when_the_budget_runs_out(tmp_path):
     """Fine-tuning under `accelerate launch` with two processes, ended by the time budget, saves its results and a
     learning rate decayed to about 0 (the budget's clock is agreed across ranks: next test)."""
-    import os
-
-    accelerate = shutil.which("accelerate") or str(Path(sys.executable).parent / "accelerate")
     out = tmp_path / "out"
-    env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
-    command = [accelerate, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-               "--mixed_precision", "no", "--dynamo_backend", "no", "train/finetune.py",
-               *[arg for arg in FAST if arg not in ("--use_cpu", "true")], "--disable_tqdm", "true",
+    launch, env = two_cpu_processes("train/finetune.py")
+    command = [*launch, *[arg for arg in FAST if arg not in ("--use_cpu", "true")], "--disable_tqdm", "true",
                "--data", str(emopia_class_folders(tmp_path / "set")), "--output_dir", str(out),
                "--eval_fraction", "0.5", "--num_train_epochs", "1000", "--max_train_minutes", "0.1",
                "--baselines", "false", "--early_stopping_patience", "0"]

@@ -1,26 +1,17 @@
 """Two CPU processes (gloo) through `accelerate launch`: every process ends with the same freeze book and weights,
 and evaluation counts every held-out window exactly once."""
 import json
-import os
-import shutil
 import subprocess
-import sys
-from pathlib import Path
 
-import pytest
-from conftest import REPO
+from conftest import REPO, needs_accelerate, two_cpu_processes
 
 
-@pytest.mark.skipif(shutil.which("accelerate") is None and not (Path(sys.executable).parent / "accelerate").exists(),
-                    reason="the accelerate command is not installed")
+@needs_accelerate
 def test_two_processes_share_freeze_book_and_attribute_weights(tmp_path):
-    accelerate = shutil.which("accelerate") or str(Path(sys.executable).parent / "accelerate")
     out = tmp_path / "ddp"
-    # One thread per process: two processes on a 2-core machine.
-    env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+    launch, env = two_cpu_processes("train/pretrain.py")
     command = [
-        accelerate, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
-        "--dynamo_backend", "no", "train/pretrain.py",
+        *launch,
         "--output_dir", str(out), "--cache_dir", str(tmp_path / "cache"), "--max_songs", "6", "--max_length", "48",
         "--per_device_train_batch_size", "4", "--per_device_eval_batch_size", "4", "--num_train_epochs", "2", "--freeze_every_epochs", "1",
         "--validation_fraction", "0.2", "--eval_strategy", "epoch", "--save_strategy", "no", "--logging_steps", "2",
