@@ -1,12 +1,11 @@
 """Pre-training refuses, when it starts, runs that would crash or learn nothing later (issue 14), and the script
 reports such mistakes as one line that `accelerate launch -q` ends with."""
 import os
-import shutil
 import subprocess
 
 import pytest
 import torch
-from conftest import REPO
+from conftest import ACCELERATE, REPO, needs_accelerate
 
 from adversarial_midibert.data.compatibility import (
     IncompatibleTokenizerError,
@@ -60,11 +59,11 @@ def test_minimum_notes_agree_with_the_models_own_rules(percent):
     assert short_window_share([needed - 1, needed, needed + 5, 1], percent) == 0.5
 
 
-@pytest.mark.skipif(shutil.which("accelerate") is None, reason="the accelerate launcher is not on PATH")
+@needs_accelerate
 def test_launcher_output_ends_with_the_scripts_one_line_error(tmp_path):
     # `accelerate launch` without -q adds a CalledProcessError traceback after the child's message; with -q the
     # single-process launcher exits 1 silently, so the script's own line is the last one.
-    done = subprocess.run(["accelerate", "launch", "-q", "--cpu", "train/pretrain.py", *run_args(tmp_path, "--max_length", "3")],
+    done = subprocess.run([ACCELERATE, "launch", "-q", "--cpu", "train/pretrain.py", *run_args(tmp_path, "--max_length", "3")],
                           capture_output=True, text=True, cwd=REPO, timeout=300,
                           env={**os.environ, "ADVERSARIAL_MIDIBERT_TRACEBACK": ""})
     assert done.returncode == 1
