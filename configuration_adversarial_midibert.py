@@ -156,6 +156,12 @@ class AdversarialMidiBertConfig(PreTrainedConfig):
         unfreeze_percent (`float`, *optional*, defaults to 10): b, the % of frozen notes released again.
         freeze_every_epochs (`int`, *optional*, defaults to 15): k; 0 never freezes (adversarial masking without
             the freeze book, an ablation).
+        attribute_weights_every_steps (`int`, *optional*, defaults to 0): eq. 2's attribute weights are computed
+            from the recovery accuracy of the epoch's training masked notes at each epoch's end (0, the paper); N > 0
+            also recomputes them every N optimizer steps from the current epoch's notes so far. Why one would: the
+            paper's rule runs the whole first epoch at 1/8 each, a quarter of the `small` recipe, with pitch at the
+            unigram rate until it ends. Measured there (N = 250): pitch rises earlier, bar, position and duration
+            lag, and by step 3,000 the paper's rule leads (docs/pretraining.md), so no preset sets it.
         freeze_rank_momentum (`float`, *optional*, defaults to 0.7): m in [0, 1). Each freeze update ranks a song's
             notes by m * their previous (smoothed) rank + (1 - m) * this update's rank instead of this update's
             scores alone (m = 0, the paper). Why: a masker that is still learning reorders its notes between
@@ -233,6 +239,7 @@ class AdversarialMidiBertConfig(PreTrainedConfig):
     freeze_percent: float = 30
     unfreeze_percent: float = 10
     freeze_every_epochs: int = 15
+    attribute_weights_every_steps: int = 0
     freeze_rank_momentum: float = 0.7
     masker_random_share: float = 0.5
     masker_lr_scale: float | None = None
@@ -279,6 +286,9 @@ class AdversarialMidiBertConfig(PreTrainedConfig):
             positive(name)
         if not isinstance(self.freeze_every_epochs, int) or self.freeze_every_epochs < 0:
             raise ValueError(f"`freeze_every_epochs` must be an integer >= 0, got {self.freeze_every_epochs!r}")
+        steps = self.attribute_weights_every_steps
+        if not isinstance(steps, int) or isinstance(steps, bool) or steps < 0:
+            raise ValueError(f"`attribute_weights_every_steps` must be an integer >= 0, got {steps!r}")
         if self.classifier_hidden_size is not None:
             positive("classifier_hidden_size")
         if self.hidden_size % self.num_attention_heads:

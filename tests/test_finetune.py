@@ -104,6 +104,7 @@ def test_token_task_learns_and_scores_every_dev_note_once(melody_run):
     model = AutoModelForTokenClassification.from_pretrained(out, trust_remote_code=True)
     assert model.config.note_labeler["kind"] == "track_names" and model.config.num_labels == 3
     assert results["settings"]["transpose_semitones"] == 6 and results["settings"]["finetune_mask_percent"] == 15
+    assert results["settings"]["dropout"] == 0.1  # the tiny preset's; --dropout changes it
 
 
 def test_unseen_class_folders_with_bad_files_in_one_command(tmp_path):
@@ -470,6 +471,24 @@ def test_a_model_whose_vocabularies_differ_from_the_tokenizers_is_refused_before
     assert err.strip().splitlines()[-1].startswith(f"finetune.py: error: {model} does not fit the Octuple tokenizer")
     assert "Traceback" not in err and "IndexError" not in err
     assert not (tmp_path / "out" / "model.safetensors").exists()
+
+
+@pytest.mark.parametrize("start", ["preset", "checkpoint"])
+def test_dropout_flag_sets_every_dropout_of_the_classifier(tmp_path, start):
+    # A checkpoint pre-trained without dropout (the `small` recipe) gets it back for fine-tuning only if asked.
+    model = "preset:tiny" if start == "preset" else saved_checkpoint(tmp_path / "pre", hidden_dropout_prob=0.0,
+                                                                    attention_probs_dropout_prob=0.0)
+    argv = ["--model", model, "--task", "velocity", "--data", POP909, "--output_dir", str(tmp_path / "out")]
+    args, _ = parse_args([*argv, "--dropout", "0.25"])
+    classifier, _ = load_model_and_tokenizer(args, resolve_task(args))
+    rates = {m.p for m in classifier.modules() if isinstance(m, torch.nn.Dropout)}
+    assert rates == {0.25} and classifier.config.attention_probs_dropout_prob == 0.25
+    args, _ = parse_args(argv)
+    default, _ = load_model_and_tokenizer(args, resolve_task(args))
+    assert default.config.hidden_dropout_prob == (0.1 if start == "preset" else 0.0)
+    args, _ = parse_args([*argv, "--dropout", "1"])
+    with pytest.raises(ValueError, match="--dropout must lie in"):
+        load_model_and_tokenizer(args, resolve_task(args))
 
 
 def test_a_checkpoint_without_tokenizer_files_gets_a_default_with_a_warning(tmp_path, caplog):

@@ -146,6 +146,35 @@ def test_epochs_close_with_training_accuracy_and_frozen_notes_are_never_chosen(t
     assert any(h.get("frozen_fraction", 0) > 0 for h in step_logs)
 
 
+def test_attribute_weights_every_steps_refreshes_eq2_within_the_epoch_and_resumes_exactly(tmp_path, windows, tok):
+    # 16 windows at batch 4: one epoch of 4 steps, refreshed after steps 2 and 4 (4 is also the epoch's end).
+    def trainer_for(output, **overrides):
+        args = training_args(tmp_path, output_dir=str(tmp_path / output), num_train_epochs=1, **overrides)
+        return RecordingTrainer(model=tiny_model(attribute_weights_every_steps=2), args=args,
+                                train_dataset=windows.select(range(16)), processing_class=tok)
+
+    trainer = trainer_for("run", save_strategy="steps", save_steps=3)
+    trainer.train()
+    steps = [r for r in trainer.records if r["training"]]
+    assert len(steps) == 4 and all(r["epoch"] == 0 for r in steps)
+    uniform = torch.full((8,), 0.125)
+    assert torch.equal(steps[0]["weights"], uniform) and torch.equal(steps[1]["weights"], uniform)
+    first_two = attribute_weights_from_accuracy(sum(r["correct"] for r in steps[:2]).double(),
+                                                sum(r["num_chosen"] for r in steps[:2]))
+    assert not torch.allclose(first_two, uniform)
+    assert all(torch.allclose(r["weights"], first_two) for r in steps[2:])
+    whole_epoch = attribute_weights_from_accuracy(sum(r["correct"] for r in steps).double(),
+                                                  sum(r["num_chosen"] for r in steps))
+    torch.testing.assert_close(trainer.attribute_weights, whole_epoch)
+
+    # Resumed from step 3 (between two refreshes), step 4 sees the same weights and ends with the same ones.
+    resumed = trainer_for("resumed")
+    resumed.train(resume_from_checkpoint=str(tmp_path / "run" / "checkpoint-3"))
+    [step4] = [r for r in resumed.records if r["training"]]
+    torch.testing.assert_close(step4["weights"], steps[3]["weights"])
+    torch.testing.assert_close(resumed.attribute_weights, trainer.attribute_weights)
+
+
 def test_freeze_update_freezes_the_masker_top_notes(tmp_path, windows, tok):
     model = tiny_model(freeze_percent=30, unfreeze_percent=0)
     train_ds = windows.select(range(12))

@@ -94,6 +94,10 @@ class FinetuneArguments:
         default=None, metadata={"help": "Mask fine-tuning: %% of notes set to MASK in training forwards; 0 = off "
                                 "(default: the config's, 15)."}
     )
+    dropout: float | None = field(
+        default=None, metadata={"help": "Dropout on embeddings, residual branches and attention while fine-tuning "
+                                "(default: the checkpoint's or preset's)."}
+    )
     transpose: bool | None = field(
         default=None, metadata={"help": "Random transposition of training windows (default: the task's choice)."}
     )

@@ -129,6 +129,10 @@ def load_model_and_tokenizer(args: FinetuneArguments, task: TaskData):
         updates["problem_type"] = "single_label_classification"
     if args.finetune_mask_percent is not None:
         updates["finetune_mask_percent"] = args.finetune_mask_percent
+    if args.dropout is not None:
+        if not 0 <= args.dropout < 1:
+            raise ValueError(f"--dropout must lie in [0, 1), got {args.dropout}")
+        updates["hidden_dropout_prob"] = updates["attention_probs_dropout_prob"] = args.dropout
     if args.model.startswith(PRESET_PREFIX):
         preset = load_preset(args.model[len(PRESET_PREFIX):])
         overrides = dict(preset["model"])

@@ -165,6 +165,7 @@ def main(argv: list[str] | None = None) -> dict:
             "max_length": tokenizer.max_length,
             "train_stride": args.stride,
             "finetune_mask_percent": model.config.finetune_mask_percent,
+            "dropout": model.config.hidden_dropout_prob,
             "hidden_attributes": list(model.config.hidden_attributes),
             "transpose_semitones": args.transpose_semitones if transpose else 0,
             "ignore_time_signatures": tokenizer.ignore_time_signatures,

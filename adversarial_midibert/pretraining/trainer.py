@@ -6,7 +6,8 @@ eq. 1 and eq. 3). The trainer supplies what lives across steps:
 - `selectable_mask`: real notes minus the notes frozen in the `FreezeBook` (read through each window's
   `song_index` / `window_start`), added to every training batch;
 - `attribute_weights` (eq. 2): 1/8 in the first epoch, then proportional to 1 / accuracy of each attribute on the
-  TRAINING masked notes of the previous epoch, summed over all processes;
+  TRAINING masked notes of the previous epoch, summed over all processes (with
+  `config.attribute_weights_every_steps` = N > 0, also every N steps from the current epoch's notes so far);
 - the freeze-book update every `config.freeze_every_epochs` epochs: the masker scores the whole training set
   (each process a shard, gathered), and every process applies the same seeded update;
 - loss scaling: the recoverer loss is divided by the number of chosen notes of the whole accumulated batch (all
@@ -119,6 +120,11 @@ class _EpochCallback(TrainerCallback):
 
     def on_epoch_end(self, args, state, control, **kwargs):
         self.trainer._close_epochs(state)
+
+    def on_step_end(self, args, state, control, **kwargs):
+        every = int(self.trainer._config().attribute_weights_every_steps)
+        if every > 0 and state.global_step % every == 0:
+            self.trainer._refresh_attribute_weights()
 
 
 class AdversarialTrainer(HubTrainerMixin, Trainer):
@@ -519,11 +525,22 @@ class AdversarialTrainer(HubTrainerMixin, Trainer):
         while self.epochs_closed < completed:
             self._close_epoch()
 
-    def _close_epoch(self) -> None:
+    def _epoch_totals(self) -> torch.Tensor:
+        """This epoch's correct recoveries per attribute and its chosen notes so far, summed over processes."""
         totals = torch.cat([self._epoch_correct, self._epoch_chosen.reshape(1)])
         if self.args.world_size > 1:
             totals = self.accelerator.reduce(totals, reduction="sum")
-        totals = totals.cpu()
+        return totals.cpu()
+
+    def _refresh_attribute_weights(self) -> None:
+        """Eq. 2 from the current epoch's notes so far (`config.attribute_weights_every_steps`); every process
+        calls it at the same step, so the weights stay identical. The saved epoch sums make a resume exact."""
+        totals = self._epoch_totals()
+        if totals[8] > 0:
+            self.attribute_weights = attribute_weights_from_accuracy(totals[:8], float(totals[8]))
+
+    def _close_epoch(self) -> None:
+        totals = self._epoch_totals()
         self._epoch_correct.zero_()
         self._epoch_chosen.zero_()
         self.epochs_closed += 1
