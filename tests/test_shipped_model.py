@@ -23,7 +23,7 @@ SHIPPED = PRETRAINED_DIR / "small"
 # these floors sit below it, and far above the same network with random weights (about 1 / vocabulary size).
 FLOORS = {
     "small": {"pitch": 0.15, "duration": 0.08, "position": 0.3},
-    "small-random": {"pitch": 0.18, "duration": 0.12, "position": 0.4},
+    "small-random": {"pitch": 0.25, "duration": 0.15, "position": 0.45},  # the 5,000-step control (pitch 0.238) fails
 }
 
 
