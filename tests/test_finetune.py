@@ -476,13 +476,14 @@ def test_a_model_whose_vocabularies_differ_from_the_tokenizers_is_refused_before
 @pytest.mark.parametrize("start", ["preset", "checkpoint"])
 def test_dropout_flag_sets_every_dropout_of_the_classifier(tmp_path, start):
     # A checkpoint pre-trained without dropout (the `small` recipe) gets it back for fine-tuning only if asked.
-    model = "preset:tiny" if start == "preset" else saved_checkpoint(tmp_path / "pre", hidden_dropout_prob=0.0,
-                                                                    attention_probs_dropout_prob=0.0)
+    none = {"hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0, "classifier_dropout": 0.0}
+    model = "preset:tiny" if start == "preset" else saved_checkpoint(tmp_path / "pre", **none)
     argv = ["--model", model, "--task", "velocity", "--data", POP909, "--output_dir", str(tmp_path / "out")]
     args, _ = parse_args([*argv, "--dropout", "0.25"])
     classifier, _ = load_model_and_tokenizer(args, resolve_task(args))
     rates = {m.p for m in classifier.modules() if isinstance(m, torch.nn.Dropout)}
     assert rates == {0.25} and classifier.config.attention_probs_dropout_prob == 0.25
+    assert classifier.config.classifier_dropout == 0.25  # also where a checkpoint set the head's own rate
     args, _ = parse_args(argv)
     default, _ = load_model_and_tokenizer(args, resolve_task(args))
     assert default.config.hidden_dropout_prob == (0.1 if start == "preset" else 0.0)

@@ -95,8 +95,8 @@ class FinetuneArguments:
                                 "(default: the config's, 15)."}
     )
     dropout: float | None = field(
-        default=None, metadata={"help": "Dropout on embeddings, residual branches and attention while fine-tuning "
-                                "(default: the checkpoint's or preset's)."}
+        default=None, metadata={"help": "Dropout on embeddings, residual branches, attention and the classifier head "
+                                "while fine-tuning (default: the checkpoint's or preset's)."}
     )
     transpose: bool | None = field(
         default=None, metadata={"help": "Random transposition of training windows (default: the task's choice)."}

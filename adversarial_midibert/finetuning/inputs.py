@@ -132,7 +132,8 @@ def load_model_and_tokenizer(args: FinetuneArguments, task: TaskData):
     if args.dropout is not None:
         if not 0 <= args.dropout < 1:
             raise ValueError(f"--dropout must lie in [0, 1), got {args.dropout}")
-        updates["hidden_dropout_prob"] = updates["attention_probs_dropout_prob"] = args.dropout
+        for name in ("hidden_dropout_prob", "attention_probs_dropout_prob", "classifier_dropout"):
+            updates[name] = args.dropout
     if args.model.startswith(PRESET_PREFIX):
         preset = load_preset(args.model[len(PRESET_PREFIX):])
         overrides = dict(preset["model"])
