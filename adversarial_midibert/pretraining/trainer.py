@@ -532,10 +532,11 @@ class AdversarialTrainer(HubTrainerMixin, Trainer):
             totals = self.accelerator.reduce(totals, reduction="sum")
         return totals.cpu()
 
-    def _refresh_attribute_weights(self) -> None:
-        """Eq. 2 from the current epoch's notes so far (`config.attribute_weights_every_steps`); every process
-        calls it at the same step, so the weights stay identical. The saved epoch sums make a resume exact."""
-        totals = self._epoch_totals()
+    def _refresh_attribute_weights(self, totals: torch.Tensor | None = None) -> None:
+        """Eq. 2 from `totals` (default: the current epoch's notes so far, for
+        `config.attribute_weights_every_steps`); every process calls it at the same step, so the weights stay
+        identical. The saved epoch sums make a resume exact."""
+        totals = self._epoch_totals() if totals is None else totals
         if totals[8] > 0:
             self.attribute_weights = attribute_weights_from_accuracy(totals[:8], float(totals[8]))
 
@@ -545,9 +546,9 @@ class AdversarialTrainer(HubTrainerMixin, Trainer):
         self._epoch_chosen.zero_()
         self.epochs_closed += 1
         logs: dict[str, float] = {}
+        self._refresh_attribute_weights(totals)
         if totals[8] > 0:
             self.last_epoch_accuracy = (totals[:8] / totals[8]).float()
-            self.attribute_weights = attribute_weights_from_accuracy(totals[:8], float(totals[8]))
             logs.update({f"epoch_accuracy_{n}": float(a) for n, a in zip(ATTRIBUTES, self.last_epoch_accuracy)})
             logs.update({f"weight_{n}": float(w) for n, w in zip(ATTRIBUTES, self.attribute_weights)})
         k = int(self._config().freeze_every_epochs)
