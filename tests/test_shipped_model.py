@@ -45,9 +45,12 @@ def test_shipped_weights_are_the_trained_ones(sample_windows, folder):
     for name, floor in floors.items():
         assert trained[name] >= floor, (name, trained[name])
         assert control[name] < floor / 3, (name, control[name])
+    for name in ("pitch", "position"):  # and they know more than copying the window's most common value
+        assert trained[name] > 1.5 * trained[f"{name}_copy"], (name, trained[name], trained[f"{name}_copy"])
     card = (PRETRAINED_DIR / folder / "README.md").read_text()
     for name in floors:  # the card states what this test measures, to the reported precision
-        assert f"| {name} | {trained[name]:.3f} |" in card, (name, trained[name])
+        assert (f"| {name} | {trained[name]:.3f} | {control[name]:.3f} | {trained[name + '_copy']:.3f} |"
+                in card), (name, trained[name])
 
 
 def test_shipped_checkpoint_loads_through_every_auto_class_offline(tmp_path):

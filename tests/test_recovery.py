@@ -1,0 +1,24 @@
+"""`masked_recovery`'s copy baseline: for each masked note, the most common value of each attribute among the
+window's notes that were not chosen, scored on the same notes as the model."""
+import datasets
+import torch
+
+from adversarial_midibert.evaluation.recovery import masked_recovery
+from conftest import tiny_config, window_batch
+from modeling_adversarial_midibert import AdversarialMidiBertForPreTraining
+
+
+def test_copy_baseline_is_right_when_the_window_agrees_and_wrong_when_nothing_repeats():
+    config = tiny_config(position_embedding_type="absolute")
+    lengths = [40, 30, 1]  # the one-note window has no unchosen note to copy from: counted as wrong
+    ids, _ = window_batch(config, lengths)
+    for b, n in enumerate(lengths):
+        ids[b, 1:n + 1, 4] = 5                    # every note lasts the same: copying its duration is always right
+        ids[b, 1:n + 1, 3] = torch.arange(n) + 20  # no pitch repeats: copying a pitch is never right
+    windows = datasets.Dataset.from_dict({"input_ids": [ids[b, :n + 2].tolist() for b, n in enumerate(lengths)]})
+    torch.manual_seed(0)
+    result = masked_recovery(AdversarialMidiBertForPreTraining(config).eval(), windows, batch_size=2)
+    notes = result["notes"]
+    assert result["duration_copy"] == (notes - 1) / notes
+    assert result["pitch_copy"] == 0.0
+    assert 0.0 <= result["velocity_copy"] <= 1.0 and 0.0 <= result["duration"] <= 1.0
