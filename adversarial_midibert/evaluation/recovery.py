@@ -4,10 +4,11 @@ It is `eval_random_recovery_accuracy_<attribute>` of `AdversarialTrainer` for an
 shipped sample (held out of the shipped checkpoint's pre-training): how the shipped weights are checked
 (tests/test_shipped_model.py) and how their model card's table is made (scripts/ship_checkpoint.py).
 
-Beside each accuracy it scores a baseline on the same notes: copying the most common value of that attribute
-among the window's notes that were not chosen. Why: the global unigram rate undersells what needs no music
-knowledge at all (a song's most common pitch is 10 % of its notes, against 3.6 % over the corpus; its most common
-duration 24 %), so a recovery figure means something only next to what copying gets.
+Beside each accuracy it scores a baseline on the same notes: copying the most common value of that attribute among
+the window's notes that were not chosen. Why: the global unigram rate undersells what needs no music knowledge at
+all (a window's most common pitch is 10 % of its masked notes, against 3.7 % over the corpus; its most common
+duration 24 %), so a recovery figure means something only next to what copying gets. Held out, corpus by corpus:
+scripts/recovery_by_corpus.py.
 """
 from __future__ import annotations
 
