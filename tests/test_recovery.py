@@ -1,6 +1,7 @@
 """`masked_recovery`'s copy baseline: for each masked note, the most common value of each attribute among the
 window's notes that were not chosen, scored on the same notes as the model."""
 import datasets
+import pytest
 import torch
 
 from adversarial_midibert.evaluation.recovery import masked_recovery
@@ -22,3 +23,21 @@ def test_copy_baseline_is_right_when_the_window_agrees_and_wrong_when_nothing_re
     assert result["duration_copy"] == (notes - 1) / notes
     assert result["pitch_copy"] == 0.0
     assert 0.0 <= result["velocity_copy"] <= 1.0 and 0.0 <= result["duration"] <= 1.0
+
+
+def test_recovery_by_corpus_rebuilds_the_validation_split_and_groups_it_by_folder(tmp_path, monkeypatch):
+    from adversarial_midibert.presets import SAMPLE_MIDI
+    from conftest import REPO, load_module
+
+    monkeypatch.setenv("ADVERSARIAL_MIDIBERT_CACHE", str(tmp_path / "cache"))
+    preset = tmp_path / "half_held_out.yaml"  # the sample's 18 songs: 2 % would hold none out
+    preset.write_text("model:\n  config_preset: small\ndata:\n  validation_fraction: 0.5\n")
+    script = load_module(REPO / "scripts" / "recovery_by_corpus.py", "recovery_by_corpus")
+    manifest = str(SAMPLE_MIDI / "manifest.csv")
+    valid, corpora = script.validation_windows(str(preset), manifest)
+    assert set(corpora) <= {"emopia", "giantmidi_eval", "pop909"} and len(set(corpora)) >= 2
+    results = script.main(["--manifest", manifest, "--preset", str(preset), "--models", "adversarial-midibert-small",
+                           "--output", str(tmp_path / "by_corpus.json")])["adversarial-midibert-small"]
+    assert set(results) == set(corpora) | {"all"}
+    assert results["all"]["notes"] >= max(results[c]["notes"] for c in set(corpora)) > 0
+    assert sum(results[c]["notes"] for c in set(corpora)) == pytest.approx(results["all"]["notes"], rel=0.1)
