@@ -29,9 +29,8 @@ ATTRIBUTES = ("pitch", "duration", "position", "velocity")
 
 def validation_windows(preset: str, manifest: str):
     """The validation windows of `pretrain.py --preset PRESET --manifest MANIFEST`, and each one's corpus."""
-    from adversarial_midibert.data.dataset import build_window_dataset, default_cache_dir, split_by_song
     from adversarial_midibert.pretraining.arguments import parse_pretraining_args
-    from adversarial_midibert.pretraining.run import collect_sources, split_windows
+    from adversarial_midibert.pretraining.run import split_windows, tokenized_song_split
     from tokenization_octuple import OctupleTokenizer
 
     with tempfile.TemporaryDirectory() as output_dir:
@@ -39,10 +38,7 @@ def validation_windows(preset: str, manifest: str):
             ["--preset", preset, "--manifest", manifest, "--output_dir", output_dir])
     tokenizer = OctupleTokenizer(max_length=data_args.max_length, stride=data_args.stride,
                                  max_bars=data_args.max_bars)
-    sources = collect_sources(data_args)
-    train_songs, valid_songs = split_by_song(sources, data_args.validation_fraction, training_args.seed)
-    windows, _ = build_window_dataset(sources, tokenizer, num_proc=1,
-                                      cache_dir=data_args.cache_dir or default_cache_dir())
+    sources, train_songs, valid_songs, windows, _ = tokenized_song_split(data_args, training_args, tokenizer)
     _, valid = split_windows(windows, train_songs, valid_songs)
     root = os.path.commonpath([s.path for s in sources])
     corpora = [Path(os.path.relpath(sources[i].path, root)).parts[0] for i in valid["song_index"]]

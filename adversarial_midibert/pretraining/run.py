@@ -125,6 +125,19 @@ def split_windows(windows, train_songs: list[int], valid_songs: list[int]):
     return train_ds, eval_ds
 
 
+def tokenized_song_split(data_args: DataArguments, training_args, tokenizer):
+    """The sources of a run read from files (not `--streaming_dir`), their split into training and validation songs
+    (indices into the sources) and their tokenized windows with the tokenizing report: what `main` trains and
+    evaluates on, and what scripts/recovery_by_corpus.py rebuilds to score the same validation songs."""
+    sources = collect_sources(data_args)
+    train_songs, valid_songs = split_by_song(sources, data_args.validation_fraction, training_args.seed)
+    # Process 0 tokenizes and fills the cache; the others then read it back instead of racing it.
+    with training_args.main_process_first(desc="tokenizing MIDI"):
+        windows, report = build_window_dataset(sources, tokenizer, num_proc=data_args.num_proc,
+                                               cache_dir=data_args.cache_dir or default_cache_dir())
+    return sources, train_songs, valid_songs, windows, report
+
+
 def main(argv: list[str] | None = None) -> AdversarialTrainer:
     """Pre-train; returns the trainer (its `state.log_history` holds every logged number).
 
@@ -155,13 +168,7 @@ def main(argv: list[str] | None = None) -> AdversarialTrainer:
         train_ds, eval_ds, extra = streaming_training_inputs(data_args.streaming_dir, training_args)
         data_summary = extra.pop("data_summary")
     else:
-        sources = collect_sources(data_args)
-        train_songs, valid_songs = split_by_song(sources, data_args.validation_fraction, training_args.seed)
-        cache_dir = data_args.cache_dir or default_cache_dir()
-        # Process 0 tokenizes and fills the cache; the others then read it back instead of racing it.
-        with training_args.main_process_first(desc="tokenizing MIDI"):
-            windows, report = build_window_dataset(sources, tokenizer, num_proc=data_args.num_proc,
-                                                   cache_dir=cache_dir)
+        sources, train_songs, valid_songs, windows, report = tokenized_song_split(data_args, training_args, tokenizer)
         if training_args.process_index == 0:
             print(report, flush=True)
         train_ds, eval_ds = split_windows(windows, train_songs, valid_songs)
