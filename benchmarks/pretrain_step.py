@@ -46,6 +46,13 @@ def _sync(device):
 
 
 def worker(args) -> dict:
+    return measure(args, SIDES[args.worker], bf16=False)
+
+
+def measure(args, side: dict, bf16: bool) -> dict:
+    """Median time of `args.steps` optimizer steps (after `args.warmup`) of the `args.preset` network with the
+    model settings `side` (masking, masker_updates_backbone), in bf16 mixed precision with `bf16` or on a GPU,
+    and the clean pass's two pieces (see the module docstring)."""
     import tempfile
 
     import torch
@@ -58,7 +65,6 @@ def worker(args) -> dict:
     from modeling_adversarial_midibert import AdversarialMidiBertForPreTraining
     from tokenization_octuple import OctupleTokenizer
 
-    side = SIDES[args.worker]
     now = CLOCKS[args.clock]
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -73,7 +79,7 @@ def worker(args) -> dict:
     cuda = torch.cuda.is_available() and not args.cpu
     with tempfile.TemporaryDirectory() as tmp:
         training_args = TrainingArguments(tmp, per_device_train_batch_size=args.batch_size, report_to="none",
-                                          use_cpu=not cuda, bf16=cuda, save_strategy="no", disable_tqdm=True)
+                                          use_cpu=not cuda, bf16=cuda or bf16, save_strategy="no", disable_tqdm=True)
         trainer = AdversarialTrainer(model=model, args=training_args, train_dataset=windows.select(order),
                                      processing_class=tok, masking=side["masking"])
         trainer.create_optimizer()
@@ -116,7 +122,7 @@ def worker(args) -> dict:
                 _sync(device)
                 pieces["clean_forward_backward"].append(now() - start)
             unwrapped.zero_grad()
-    return {"side": args.worker, "step_s": statistics.median(times), "step_min_s": min(times),
+    return {"side": args.worker, "bf16": cuda or bf16, "step_s": statistics.median(times), "step_min_s": min(times),
             **{k: statistics.median(v) for k, v in pieces.items()}}
 
 

@@ -97,19 +97,24 @@ def relative_key_query_4x(query, key, table, max_positions):
 
 
 @pytest.mark.parametrize("length", [1, 2, 7, 16])
-def test_relative_bias_equals_the_4x_formula_with_gradients(length):
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_relative_bias_equals_the_4x_formula_with_gradients(length, dtype):
+    # bf16 queries and keys with an fp32 table are what a GPU's autocast hands the bias (on a CPU the model keeps
+    # attention in fp32, so the training tests here no longer reach this case).
     generator = torch.Generator().manual_seed(length)
-    query = torch.randn(2, 3, length, 8, generator=generator, requires_grad=True)
-    key = torch.randn(2, 3, length, 8, generator=generator, requires_grad=True)
+    query = torch.randn(2, 3, length, 8, generator=generator).to(dtype).requires_grad_()
+    key = torch.randn(2, 3, length, 8, generator=generator).to(dtype).requires_grad_()
     table = torch.randn(2 * 20 - 1, 8, generator=generator, requires_grad=True)
     ours = relative_key_query_bias(query, key, table, 20)
-    reference = relative_key_query_4x(query, key, table, 20)
-    assert torch.allclose(ours, reference, atol=1e-5)
+    reference = relative_key_query_4x(query.float(), key.float(), table, 20)
+    tolerance = 1e-5 if dtype == torch.float32 else 0.1  # bf16 keeps 8 bits of mantissa; the sums are of 8 terms
+    assert ours.dtype == dtype
+    assert torch.allclose(ours.float(), reference, atol=tolerance)
     upstream = torch.randn(ours.shape, generator=generator)
-    grads = torch.autograd.grad((ours * upstream).sum(), (query, key, table))
+    grads = torch.autograd.grad((ours.float() * upstream).sum(), (query, key, table))
     expected = torch.autograd.grad((reference * upstream).sum(), (query, key, table))
     for got, want in zip(grads, expected):
-        assert torch.allclose(got, want, atol=1e-4)
+        assert torch.allclose(got.float(), want.float(), atol=10 * tolerance)
 
 
 def test_relative_self_attention_equals_4x_attention():
@@ -358,6 +363,23 @@ def test_bf16_autocast_with_padding_stays_finite_and_close(position):
         assert torch.isfinite(hidden).all()
         real = mask.bool()
         assert (hidden.float()[real] - reference[real]).abs().max() < 0.1
+
+
+def test_cpu_autocast_keeps_attention_in_fp32_and_the_rest_in_bf16():
+    """On a CPU, bf16 pays in the linear layers but torch's attention kernels are slower in bf16 than in fp32
+    (benchmarks/cpu_precision.py), so the attention weights come out fp32 while the layers around them run bf16."""
+    config = tiny_config()
+    model = build(AdversarialMidiBertModel, config)
+    ids, mask = window_batch(config, [12, 4], total=16)
+    seen = set()
+    model.encoder.layer[0].attention.self.query.register_forward_hook(lambda m, i, out: seen.add(out.dtype))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(input_ids=ids, attention_mask=mask, output_attentions=True)
+        out.last_hidden_state.float().sum().backward()
+    assert seen == {torch.bfloat16}
+    assert all(weights.dtype == torch.float32 for weights in out.attentions)
+    assert out.last_hidden_state.dtype == torch.bfloat16
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.encoder.parameters())
 
 
 def test_attn_implementation_is_selectable_at_load_time(tmp_path):

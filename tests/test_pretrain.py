@@ -276,8 +276,9 @@ def test_random_mode_trains_without_freezing(tmp_path, windows, tok):
 
 @pytest.mark.parametrize("updates_backbone", [True, False])
 def test_bf16_mixed_precision_trains_freezes_and_evaluates(tmp_path, windows, tok, updates_backbone):
-    # `--bf16` goes through Accelerate's autocast: on CPU here, the same code path as on a GPU (scores, top-k,
-    # BCE and the relative-attention backward must cope with bf16 activations and fp32 weights).
+    # `--bf16` goes through Accelerate's autocast: on CPU here, the same code path as on a GPU except attention,
+    # which stays fp32 on a CPU (scores, top-k and BCE must cope with bf16 activations and fp32 weights; the
+    # relative bias in bf16: tests/test_modeling.py).
     model = tiny_model(freeze_every_epochs=1, masker_updates_backbone=updates_backbone,
                        position_embedding_type="relative_key_query")
     args = training_args(tmp_path, bf16=True, num_train_epochs=1, eval_strategy="epoch")

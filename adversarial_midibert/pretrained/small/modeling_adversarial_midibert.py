@@ -548,6 +548,18 @@ class AdversarialMidiBertSelfAttention(nn.Module):
         if self.rotary_base is not None:
             cos, sin = rotary_cos_sin(query.shape[-2], self.attention_head_size, self.rotary_base, query.device, query.dtype)
             query, key = apply_rotary(query, cos, sin), apply_rotary(key, cos, sin)
+        if query.device.type == "cpu" and torch.is_autocast_enabled("cpu"):
+            # bf16 on a CPU speeds the linear layers up (AMX), but torch's CPU attention kernels are slower in bf16
+            # than in fp32 (the flash-attention backward took 1.9x the fp32 time in a profile of a `small` step), so
+            # attention stays fp32 there: a step 1.44x faster than fp32 with it, 1.30x without
+            # (benchmarks/cpu_precision.py, docs/benchmarks.md).
+            with torch.autocast("cpu", enabled=False):
+                output, weights = self._attend(query.float(), key.float(), value.float(), key_mask, output_attentions)
+            return output.to(value.dtype), weights
+        return self._attend(query, key, value, key_mask, output_attentions)
+
+    def _attend(self, query, key, value, key_mask, output_attentions: bool):
+        # (batch, heads, tokens, head size) each -> (batch, tokens, hidden), and the weights when asked for.
         # One additive float mask in the query's dtype (sdpa requires it; under autocast that is not the
         # embeddings' dtype). The dtype minimum, not -inf, keeps padded query rows finite, so no NaN reaches the
         # real rows through 0 * NaN in the next layer; it is filled in after adding the bias so fp16 cannot
@@ -575,7 +587,7 @@ class AdversarialMidiBertSelfAttention(nn.Module):
             dropout=self.dropout.p if self.training else 0.0,
             scaling=self.scaling,
         )
-        return output.reshape(*hidden_states.shape[:-1], -1), weights
+        return output.reshape(*output.shape[:-2], -1), weights  # the functions return (batch, tokens, heads, size)
 
 
 class AdversarialMidiBertSelfOutput(nn.Module):
