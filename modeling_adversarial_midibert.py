@@ -846,8 +846,14 @@ class AdversarialMidiBertPitchLogits(nn.Module):
         # The id -> class / octave maps are rebuilt per call (a few hundred ids) rather than kept as buffers, which
         # `from_pretrained` would leave uninitialised (models are built on the meta device).
         pitch_class, octave = pitch_class_and_octave(torch.arange(self.dense.out_features, device=hidden_states.device))
-        return (self.dense(hidden_states) + self.pitch_class(hidden_states)[..., pitch_class]
-                + self.octave(hidden_states)[..., octave])
+        # One linear layer whose rows add the shared rows, spread by one-hot products: the same logits as gathering
+        # the three layers' outputs by class and octave, but with no gather to differentiate, whose backward
+        # inductor (torch 2.13, CPU) compiled with a bounds check that failed on every step.
+        spread = [F.one_hot(index, layer.out_features).to(layer.weight.dtype)
+                  for index, layer in ((pitch_class, self.pitch_class), (octave, self.octave))]
+        weight = self.dense.weight + spread[0] @ self.pitch_class.weight + spread[1] @ self.octave.weight
+        bias = self.dense.bias + spread[0] @ self.pitch_class.bias + spread[1] @ self.octave.bias
+        return F.linear(hidden_states, weight, bias)
 
 
 @dataclass

@@ -16,6 +16,8 @@ from configuration_adversarial_midibert import AdversarialMidiBertConfig
 from modeling_adversarial_midibert import (
     AdversarialMidiBertForPreTraining,
     AdversarialMidiBertModel,
+    AdversarialMidiBertPitchLogits,
+    pitch_class_and_octave,
     relative_key_query_bias,
 )
 
@@ -111,3 +113,37 @@ def test_compiled_pretraining_step_matches_eager():
     assert compiled_grads.keys() == grads.keys()
     for name in grads:
         torch.testing.assert_close(compiled_grads[name], grads[name], **TOLERANCE, msg=lambda m, n=name: f"{n}: {m}")
+
+
+def test_inductor_compiles_the_shared_pitch_logits_with_their_backward():
+    """The recoverer's pitch classifier under pitch-class sharing (the `small` preset's): inductor on CPU once built
+    its gather backward with a bounds check that failed on every training step (`index out of bounds: 0 <= tmp < 12`,
+    torch 2.13), so `--torch_compile` broke pre-training of `small`. Same logits and gradients as eager, and the
+    logits are the three layers' outputs added by pitch class and octave."""
+    if shutil.which("g++") is None and shutil.which("c++") is None:
+        pytest.skip("inductor on CPU needs a C++ compiler")
+    SUMMED = dict(rtol=1e-4, atol=1e-4)  # the shared rows' gradients sum over many pitches, in another order
+    config = tiny_config(pitch_class_sharing=True)
+    torch.manual_seed(0)
+    head = AdversarialMidiBertPitchLogits(config)
+    hidden = torch.randn(37, config.hidden_size, generator=torch.Generator().manual_seed(1), requires_grad=True)
+    upstream = torch.randn(37, config.vocab_sizes[3], generator=torch.Generator().manual_seed(2))
+
+    def run(module):
+        head.zero_grad(set_to_none=True)
+        hidden.grad = None
+        logits = module(hidden)
+        (logits * upstream).sum().backward()
+        return logits.detach(), hidden.grad.clone(), parameter_grads(head)
+
+    logits, hidden_grad, grads = run(head)
+    pitch_class, octave = pitch_class_and_octave(torch.arange(config.vocab_sizes[3]))
+    added = head.dense(hidden) + head.pitch_class(hidden)[:, pitch_class] + head.octave(hidden)[:, octave]
+    torch.testing.assert_close(logits, added.detach(), **SUMMED)
+    compiled_logits, compiled_hidden_grad, compiled_grads = run(torch.compile(head, backend="inductor"))
+    torch.testing.assert_close(compiled_logits, logits, **SUMMED)
+    torch.testing.assert_close(compiled_hidden_grad, hidden_grad, **SUMMED)
+    assert compiled_grads.keys() == grads.keys() == {f"{layer}.{p}" for layer in ("dense", "pitch_class", "octave")
+                                                      for p in ("weight", "bias")}
+    for name in grads:
+        torch.testing.assert_close(compiled_grads[name], grads[name], **SUMMED, msg=lambda m, n=name: f"{n}: {m}")
