@@ -16,8 +16,8 @@ import argparse
 import json
 import statistics
 
-from clock import add_alternation_arguments, run_alternating  # this script's folder is on sys.path
-from pretrain_step import REPO, machine, measure
+from clock import run_alternating  # this script's folder is on sys.path
+from pretrain_step import REPO, add_step_arguments, describe_shape, machine, measure, worker_flags
 
 SIDES = {
     "random-fp32": ({"masking": "random", "masker_updates_backbone": True}, False),
@@ -29,10 +29,7 @@ SIDES = {
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--preset", default="small")
-    parser.add_argument("--max_length", type=int, default=256)
-    parser.add_argument("--batch_size", type=int, default=16)
-    add_alternation_arguments(parser, SIDES, steps=10, warmup=3)
+    add_step_arguments(parser, SIDES, preset="small")
     args = parser.parse_args(argv)
     args.cpu = True  # the question is a CPU's; on a GPU bf16 is the default anyway
     if args.worker:
@@ -40,13 +37,9 @@ def main(argv=None) -> None:
         print(json.dumps(measure(args, side, bf16)))
         return
 
-    passthrough = [f"--preset={args.preset}", f"--max_length={args.max_length}", f"--batch_size={args.batch_size}",
-                   f"--steps={args.steps}", f"--warmup={args.warmup}", f"--threads={args.threads}",
-                   f"--clock={args.clock}"]
-    results = run_alternating(__file__, SIDES, passthrough, args.repeats, REPO)
+    results = run_alternating(__file__, SIDES, worker_flags(args), args.repeats, REPO)
     print(f"machine: {machine(args.threads)}")
-    print(f"shape: preset {args.preset}, batch {args.batch_size} x {args.max_length} tokens, {args.steps} timed steps "
-          f"x {args.repeats} processes per side (alternating); {args.clock} clock")
+    print(describe_shape(args))
     median = {side: statistics.median(r["step_s"] for r in results[side]) for side in SIDES}
     for side in SIDES:
         steps = [r["step_s"] * 1e3 for r in results[side]]

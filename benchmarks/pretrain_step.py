@@ -122,7 +122,7 @@ def measure(args, side: dict, bf16: bool) -> dict:
                 _sync(device)
                 pieces["clean_forward_backward"].append(now() - start)
             unwrapped.zero_grad()
-    return {"side": args.worker, "bf16": cuda or bf16, "step_s": statistics.median(times), "step_min_s": min(times),
+    return {"side": args.worker, "step_s": statistics.median(times), "step_min_s": min(times),
             **{k: statistics.median(v) for k, v in pieces.items()}}
 
 
@@ -142,27 +142,39 @@ def machine(threads: int) -> str:
     return f"CPU {cpu}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads, torch {torch.__version__}"
 
 
-def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--preset", default="tiny")
+def add_step_arguments(parser: argparse.ArgumentParser, sides, preset: str) -> None:
+    """The flags `measure` reads (network, batch shape) and the alternation's, for a benchmark timing `sides`."""
+    parser.add_argument("--preset", default=preset)
     parser.add_argument("--max_length", type=int, default=256)
     parser.add_argument("--batch_size", type=int, default=16)
+    add_alternation_arguments(parser, sides, steps=10, warmup=3)
+
+
+def worker_flags(args) -> list[str]:
+    """The flags every worker process gets from the parent (`add_step_arguments`'s)."""
+    return [f"--preset={args.preset}", f"--max_length={args.max_length}", f"--batch_size={args.batch_size}",
+            f"--steps={args.steps}", f"--warmup={args.warmup}", f"--threads={args.threads}", f"--clock={args.clock}"]
+
+
+def describe_shape(args) -> str:
+    return (f"shape: preset {args.preset}, batch {args.batch_size} x {args.max_length} tokens, {args.steps} timed "
+            f"steps x {args.repeats} processes per side (alternating); {args.clock} clock")
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_step_arguments(parser, SIDES, preset="tiny")
     parser.add_argument("--cpu", action="store_true", help="stay on CPU even with a GPU")
-    add_alternation_arguments(parser, SIDES, steps=10, warmup=3)
     args = parser.parse_args(argv)
     if args.worker:
         print(json.dumps(worker(args)))
         return
 
-    passthrough = [f"--preset={args.preset}", f"--max_length={args.max_length}", f"--batch_size={args.batch_size}",
-                   f"--steps={args.steps}", f"--warmup={args.warmup}", f"--threads={args.threads}",
-                   f"--clock={args.clock}"]
-    passthrough += ["--cpu"] if args.cpu else []
+    passthrough = worker_flags(args) + (["--cpu"] if args.cpu else [])
     results = run_alternating(__file__, SIDES, passthrough, args.repeats, REPO)
 
     print(f"machine: {machine(args.threads)}")
-    print(f"shape: preset {args.preset}, batch {args.batch_size} x {args.max_length} tokens, {args.steps} timed steps "
-          f"x {args.repeats} processes per side (alternating); {args.clock} clock")
+    print(describe_shape(args))
 
     def summary(values):
         median, low, high = (1e3 * f(values) for f in (statistics.median, min, max))
