@@ -10,5 +10,6 @@ copies beside the weights; this package holds what only training and inference n
 - `evaluation`: the shipped metric, the majority and note-statistics baselines, the representation benchmark;
 - `hub`: model cards, complete checkpoint pushes, the converter of the authors' weights.
 
-`presets` reads the package data (`configs/*.yaml`, `sample_midi/`); `cli` is the `adversarial-midibert` command.
+`presets` reads the package data (`configs/*.yaml`, `sample_midi/`); `precision` reads `--bf16` on a machine without
+a GPU as bf16 on the CPU; `cli` is the `adversarial-midibert` command.
 """

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from transformers import HfArgumentParser, TrainingArguments
 
 from adversarial_midibert.finetuning.recipe import MAX_TRAIN_MINUTES, PATIENCE
+from adversarial_midibert.precision import with_cpu_for_bf16
 
 # Fine-tuning defaults (any flag overrides them). The learning rate, the warm-up, the number of epochs and the
 # best-checkpoint selection are not fixed numbers: `fit_recipe` chooses them from the model and the data.
@@ -137,5 +138,5 @@ def parse_args(argv: list[str] | None = None) -> tuple[FinetuneArguments, Traini
     """
     parser = HfArgumentParser((FinetuneArguments, TrainingArguments))
     parser.set_defaults(**TRAINING_DEFAULTS)
-    return parser.parse_args_into_dataclasses(args=sys.argv[1:] if argv is None else argv)
+    return parser.parse_args_into_dataclasses(args=with_cpu_for_bf16(list(sys.argv[1:] if argv is None else argv)))
 

@@ -14,6 +14,7 @@ from typing import Any
 
 from transformers import HfArgumentParser, TrainingArguments
 
+from adversarial_midibert.precision import with_cpu_for_bf16
 from adversarial_midibert.presets import DEFAULT_PRESET, SAMPLE_MIDI, load_preset
 
 
@@ -151,7 +152,7 @@ def parse_pretraining_args(
     >>> training_args.max_steps, model_args.config_overrides["config_preset"]
     (3, 'tiny')
     """
-    argv = list(sys.argv[1:] if argv is None else argv)
+    argv = with_cpu_for_bf16(list(sys.argv[1:] if argv is None else argv))
     preset = load_preset(_preset_from_argv(argv))
     parser = HfArgumentParser((ModelArguments, DataArguments, TrainingArguments))
     known = {action.dest for action in parser._actions}
