@@ -312,6 +312,7 @@ def test_pretrain_script_leaves_a_loadable_checkpoint(tmp_path):
     assert {"AutoModel", "AutoModelForSequenceClassification", "AutoModelForTokenClassification"} <= set(auto_map)
     card = (out / "README.md").read_text()
     assert "pipeline_tag: feature-extraction" in card and "adversarial" in card
+    assert "| mixed precision | no (fp32) |" in card   # a bf16 run says so (the shipped checkpoint's card)
     backbone = AutoModel.from_pretrained(out, trust_remote_code=True)
     for name, value in backbone.state_dict().items():
         torch.testing.assert_close(value, trainer.model.midibert.state_dict()[name])

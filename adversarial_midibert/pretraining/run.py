@@ -240,6 +240,7 @@ def main(argv: list[str] | None = None) -> AdversarialTrainer:
             "batch size per device": training_args.per_device_train_batch_size,
             "gradient accumulation": training_args.gradient_accumulation_steps,
             "processes": training_args.world_size,
+            "mixed precision": "bf16" if training_args.bf16 else "fp16" if training_args.fp16 else "no (fp32)",
             "learning rate": training_args.learning_rate,
             "seed": training_args.seed,
             "frozen fraction": None if trainer.freeze_book is None else round(trainer.freeze_book.frozen_fraction(), 4),
