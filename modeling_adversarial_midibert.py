@@ -1018,6 +1018,7 @@ class AdversarialMidiBertForPreTraining(AdversarialMidiBertPreTrainedModel):
         selectable_mask: torch.Tensor | None = None,
         attribute_weights: torch.Tensor | None = None,
         masking: str | None = None,
+        mask_percent: float | None = None,
         labels: torch.Tensor | None = None,
         num_items_in_batch: torch.Tensor | int | None = None,
         generator: torch.Generator | None = None,
@@ -1036,6 +1037,9 @@ class AdversarialMidiBertForPreTraining(AdversarialMidiBertPreTrainedModel):
             masking (`str`, *optional*): `"adversarial"`, or `"random"` / `"random_freeze"` (uniform random choice
                 among the selectable notes; the two differ only in the trainer's freeze book); defaults to
                 `config.masking`.
+            mask_percent (`float`, *optional*): % of each sequence's real notes chosen; defaults to
+                `config.mask_percent`. Evaluation passes a fixed value, so that recovery under a fixed random masking
+                compares runs pre-trained with different rates.
             labels (`torch.LongTensor` of shape `(batch, length, 8)`, *optional*): targets of an input the caller
                 already corrupted, -100 where not predicted. Skips the selection; returns the plain recoverer loss.
             num_items_in_batch (`int` or `torch.Tensor`, *optional*): divisor of the recoverer loss across
@@ -1048,6 +1052,7 @@ class AdversarialMidiBertForPreTraining(AdversarialMidiBertPreTrainedModel):
         config = self.config
         return_dict = return_dict if return_dict is not None else config.return_dict
         masking = masking or config.masking
+        mask_percent = config.mask_percent if mask_percent is None else mask_percent
         if masking not in MASKINGS:
             raise ValueError(f"masking must be one of {MASKINGS}, got {masking!r}")
         device = input_ids.device
@@ -1084,12 +1089,12 @@ class AdversarialMidiBertForPreTraining(AdversarialMidiBertPreTrainedModel):
                     masker_logits = self.masker(clean.detach(), notes)
                 masker_probabilities = torch.sigmoid(masker_logits.float()) * notes
                 chosen, explored = choose_adversarial_notes(
-                    masker_logits.detach(), selectable, notes.sum(-1), config.mask_percent,
+                    masker_logits.detach(), selectable, notes.sum(-1), mask_percent,
                     config.masker_random_share, generator,
                 )
             else:
                 scores = _uniform(notes.shape, device, generator)
-                chosen = choose_notes(scores, selectable, notes.sum(-1), config.mask_percent)
+                chosen = choose_notes(scores, selectable, notes.sum(-1), mask_percent)
             corrupted = corrupt_notes(
                 input_ids,
                 chosen,

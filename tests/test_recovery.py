@@ -41,3 +41,20 @@ def test_recovery_by_corpus_rebuilds_the_validation_split_and_groups_it_by_folde
     assert set(results) == set(corpora) | {"all"}
     assert results["all"]["notes"] >= max(results[c]["notes"] for c in set(corpora)) > 0
     assert sum(results[c]["notes"] for c in set(corpora)) == pytest.approx(results["all"]["notes"], rel=0.1)
+
+
+def test_recovery_masks_the_fixed_share_whatever_rate_the_model_was_pre_trained_with():
+    # A run pre-trained with 40 % masking is measured on the same 15 % of notes as one pre-trained with 15 %, and
+    # the model's own choice (no override) still follows its config.
+    lengths = [60, 40]
+    counts = {}
+    for percent in (15, 40):
+        config = tiny_config(position_embedding_type="absolute", mask_percent=percent, masking="random")
+        ids, mask = window_batch(config, lengths)
+        windows = datasets.Dataset.from_dict({"input_ids": [ids[b, :n + 2].tolist() for b, n in enumerate(lengths)]})
+        model = AdversarialMidiBertForPreTraining(config).eval()
+        counts[percent] = masked_recovery(model, windows)["notes"]
+        with torch.no_grad():
+            own = model(input_ids=ids, attention_mask=mask, generator=torch.Generator().manual_seed(0))
+        assert int(own.num_chosen) == sum(round(percent / 100 * n) for n in lengths)
+    assert counts[15] == counts[40] == 9 + 6

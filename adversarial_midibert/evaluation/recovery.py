@@ -16,11 +16,15 @@ import torch
 
 from modeling_adversarial_midibert import real_note_mask
 
+# The share of notes that recovery is measured on, whatever rate a checkpoint was pre-trained with: the paper's p,
+# so that runs pre-trained with other masking rates are compared on the same notes.
+RECOVERY_MASK_PERCENT = 15
+
 
 def masked_recovery(model, windows, seed: int = 0, batch_size: int = 32) -> dict[str, float]:
     """
     Per-attribute recovery accuracy of `model` (an `AdversarialMidiBertForPreTraining`, in eval mode) on a random
-    `config.mask_percent` % of the notes of `windows`, chosen and corrupted by a generator seeded with `seed`.
+    `RECOVERY_MASK_PERCENT` (15) % of the notes of `windows`, chosen and corrupted by a generator seeded with `seed`.
 
     Args:
         model: the pre-training model; its masker is not used (random masking).
@@ -54,7 +58,8 @@ def masked_recovery(model, windows, seed: int = 0, batch_size: int = 32) -> dict
             length = max(len(rows) for rows in batch)
             ids = torch.tensor([rows + [pad] * (length - len(rows)) for rows in batch])
             mask = torch.tensor([[1] * len(rows) + [0] * (length - len(rows)) for rows in batch])
-            out = model(input_ids=ids, attention_mask=mask, masking="random", generator=generator)
+            out = model(input_ids=ids, attention_mask=mask, masking="random",
+                        mask_percent=RECOVERY_MASK_PERCENT, generator=generator)
             correct += out.attribute_correct.double()
             copied += _copy_correct(ids, real_note_mask(ids, mask, config.attribute_vocab_sizes[3]), out.chosen_mask)
             chosen += int(out.num_chosen)

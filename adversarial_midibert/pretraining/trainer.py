@@ -35,6 +35,7 @@ from configuration_adversarial_midibert import MASKINGS
 
 from adversarial_midibert.data.collator import OctupleDataCollator
 from adversarial_midibert.data.dataset import song_note_counts
+from adversarial_midibert.evaluation.recovery import RECOVERY_MASK_PERCENT
 from adversarial_midibert.hub.push import HubTrainerMixin
 from adversarial_midibert.pretraining.freeze_book import FREEZE_BOOK_NAME, FreezeBook
 from adversarial_midibert.pretraining.masker_metrics import auc, loss_ranked_auc_counts
@@ -403,14 +404,15 @@ class AdversarialTrainer(HubTrainerMixin, Trainer):
         pads the last batch with repeated windows, and those must not be counted twice.
 
         Besides the step's own masking (the masker's picks, the current eq. 2 weights), every window is also
-        recovered under a FIXED uniformly random masking with uniform weights: the same notes for every checkpoint
-        and masking mode, so `eval_random_recovery_accuracy` compares them. Its hardest and easiest notes are what
-        `eval_masker_auc` asks the masker (scored on the clean input) to tell apart."""
+        recovered under a FIXED uniformly random masking of `RECOVERY_MASK_PERCENT` % of the notes with uniform
+        weights: the same notes for every checkpoint, masking mode and pre-training masking rate, so
+        `eval_random_recovery_accuracy` compares them. Its hardest and easiest notes are what `eval_masker_auc` asks
+        the masker (scored on the clean input) to tell apart."""
         input_ids = inputs["input_ids"]
         n = len(ATTRIBUTES)
         uniform = torch.full((n,), 1.0 / n, device=input_ids.device)
         probe = model(input_ids=input_ids, attention_mask=inputs["attention_mask"], attribute_weights=uniform,
-                      masking="random", generator=self._random_eval_generator)
+                      masking="random", mask_percent=RECOVERY_MASK_PERCENT, generator=self._random_eval_generator)
         per_window = [self._correct_per_window(input_ids, outputs), self._correct_per_window(input_ids, probe)]
         per_window.append(torch.stack([outputs.note_losses.sum(-1).double()], dim=-1))
         auc_columns = torch.zeros(input_ids.shape[0], 2, dtype=torch.float64, device=input_ids.device)
