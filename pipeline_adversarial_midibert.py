@@ -92,9 +92,11 @@ def window_logits(model, tokenizer, song, spans, note_level: bool, batch_size: i
 
 
 @torch.no_grad()
-def window_states(model, tokenizer, song, spans, batch_size: int = DEFAULT_WINDOW_BATCH_SIZE, device=None) -> list:
-    """The backbone's last hidden state at every note of every window of `song`: one `(notes in the window,
-    hidden_size)` float32 array per window (BOS and EOS dropped).
+def window_states(model, tokenizer, song, spans, batch_size: int = DEFAULT_WINDOW_BATCH_SIZE, device=None,
+                  layer: int | None = None) -> list:
+    """The backbone's last hidden state (or layer `layer`'s output: 0 = the embeddings, -1 = the last layer) at
+    every note of every window of `song`: one `(notes in the window, hidden_size)` float32 array per window (BOS
+    and EOS dropped).
 
     `model` may be any head (its `midibert` backbone is used) or the bare backbone; the attributes named in
     `config.hidden_attributes` are set to MASK on the notes, as the classification heads do."""
@@ -107,7 +109,9 @@ def window_states(model, tokenizer, song, spans, batch_size: int = DEFAULT_WINDO
         for j in hidden:
             for b, (s, e) in enumerate(chunk):
                 input_ids[b, 1:1 + e - s, j] = config.mask_token_ids[j]
-        states = backbone(input_ids=input_ids, attention_mask=attention_mask, return_dict=True).last_hidden_state
+        outputs = backbone(input_ids=input_ids, attention_mask=attention_mask, return_dict=True,
+                           output_hidden_states=layer is not None)
+        states = outputs.last_hidden_state if layer is None else outputs.hidden_states[layer]
         states = states.float().cpu().numpy()
         out.extend(states[b, 1:1 + e - s] for b, (s, e) in enumerate(chunk))
     return out

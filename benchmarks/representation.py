@@ -41,6 +41,8 @@ def main(argv=None) -> int:
     parser.add_argument("--performances_per_piece", type=_optional, default=2, help="ASAP performances per piece (0: all)")
     parser.add_argument("--max_train_groups", type=_optional, default=800, help="training groups per set (0: all)")
     parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the intervals")
+    parser.add_argument("--layer", type=int, default=None,
+                        help="embed this layer's output (0: the embeddings; default: the last hidden state)")
     parser.add_argument("--batch_size", type=int, default=32, help="windows per forward pass")
     parser.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
@@ -52,7 +54,7 @@ def main(argv=None) -> int:
                        max_windows=args.max_windows, performances_per_piece=args.performances_per_piece,
                        max_train_groups=args.max_train_groups, bootstrap=args.bootstrap, batch_size=args.batch_size,
                        device=args.device, num_threads=args.threads, trust_remote_code=args.trust_remote_code,
-                       plot=not args.no_plot)
+                       plot=not args.no_plot, layer=args.layer)
     print(format_markdown(result))
     machine = result["machine"]
     print(f"machine: {machine['platform']}, {machine['cpu_count']} CPUs, {machine['torch_threads']} torch threads, "

@@ -247,19 +247,37 @@ def test_retrieval_ranks_the_own_score():
     assert result["mean_cosine_own"] > result["mean_cosine_others"]
 
 
+def test_window_states_of_a_chosen_layer(predictor):
+    """`layer` picks one of the backbone's hidden states: the last one is the default's, 0 is the embeddings."""
+    from pipeline_adversarial_midibert import read_piece, window_states
+
+    _, song, spans = read_piece(predictor.tokenizer, PIECE, predictor.stride)
+    model, tokenizer = predictor.model, predictor.tokenizer
+    default = window_states(model, tokenizer, song, spans[:3], batch_size=2)
+    layers = model.config.num_hidden_layers
+    for last in (-1, layers):
+        chosen = window_states(model, tokenizer, song, spans[:3], batch_size=2, layer=last)
+        assert all(np.array_equal(a, b) for a, b in zip(default, chosen))
+    embeddings = window_states(model, tokenizer, song, spans[:3], batch_size=2, layer=0)
+    assert [a.shape for a in embeddings] == [a.shape for a in default]
+    assert not np.allclose(embeddings[0], default[0])
+
+
 def test_run_probe_on_a_small_set(predictor, shared_data, tmp_path):
     from adversarial_midibert.evaluation.representation import run_probe
 
     result = run_probe(predictor, tmp_path, data_root=shared_data, tasks=["composer_pianist8"], retrieval=False,
-                       max_windows=1, max_train_groups=16, bootstrap=20, plot=False, progress=False)
+                       max_windows=1, max_train_groups=16, bootstrap=20, plot=False, progress=False, layer=1)
     assert list(result["rows"]) == ["checkpoint", "random_weights", "note_statistics"]
+    assert result["settings"]["layer"] == 1
     info = result["tasks"]["composer_pianist8"]
     assert info["train_pieces"] == 16 and info["eval_pieces"] > 0
     for row in result["rows"].values():
         metrics = row["probe"]["composer_pianist8"]
         assert 0 <= metrics["accuracy"] <= 1 and metrics["accuracy_ci"][0] <= metrics["accuracy_ci"][1]
     assert json.loads((tmp_path / "representation.json").read_text())["tasks"] == result["tasks"]
-    assert "| composer_pianist8 (8; 16 /" in (tmp_path / "representation.md").read_text()
+    markdown = (tmp_path / "representation.md").read_text()
+    assert "| composer_pianist8 (8; 16 /" in markdown and "layer 1's output" in markdown
 
 
 def test_embeddings_page_snippet_runs_verbatim(tmp_path):

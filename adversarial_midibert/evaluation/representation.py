@@ -133,11 +133,12 @@ def _retrieval_sources(root: Path, kinds: dict, per_piece: int | None):
 
 
 def extract_features(files, predictors: dict, *, max_windows: int | None, note_statistics: bool = True,
-                     progress: bool = True):
+                     progress: bool = True, layer: int | None = None):
     """Piece features of every file for every named predictor (and the note statistics).
 
     Each file is parsed once with the first predictor's tokenizer and stride (the predictors share them) and cut
-    to its first `max_windows` windows; unreadable files are skipped and returned with their reason.
+    to its first `max_windows` windows; unreadable files are skipped and returned with their reason. `layer`: which
+    hidden states are averaged (`window_states`; default the last layer's).
 
     Returns:
         `tuple(dict, dict, list)`: `{row: {file: vector}}`, `{row: seconds}` (time in that row's features) and
@@ -164,7 +165,8 @@ def extract_features(files, predictors: dict, *, max_windows: int | None, note_s
         parse = time.perf_counter() - start
         for row, predictor in predictors.items():
             start = time.perf_counter()
-            states = window_states(predictor.model, tokenizer, song, spans, predictor.batch_size, predictor.device)
+            states = window_states(predictor.model, tokenizer, song, spans, predictor.batch_size, predictor.device,
+                                   layer)
             features[row][path] = embedding(song, spans, states, "piece")
             seconds[row] += time.perf_counter() - start + parse
         if note_statistics:
@@ -267,7 +269,8 @@ def run_probe(model, out_dir: str | os.PathLike | None = None, *, tokenizer=None
               tasks=PROBE_TASKS, retrieval: bool = True, controls: bool = True, seed: int = 42,
               max_windows: int | None = 4, performances_per_piece: int | None = 2, max_train_groups: int | None = 800,
               bootstrap: int = 1000, batch_size: int = 32, device=None, num_threads: int | None = None,
-              trust_remote_code: bool = False, plot: bool = True, progress: bool = True) -> dict:
+              trust_remote_code: bool = False, plot: bool = True, progress: bool = True,
+              layer: int | None = None) -> dict:
     """Linear probes and ASAP retrieval on frozen piece embeddings of one checkpoint (and, with `controls`, of the
     same architecture with random weights and of note statistics).
 
@@ -293,6 +296,8 @@ def run_probe(model, out_dir: str | os.PathLike | None = None, *, tokenizer=None
             thread can be several times faster than 2 contended ones.
         trust_remote_code (`bool`, *optional*): load the checkpoint with its own code.
         plot, progress (`bool`, *optional*): the PCA picture; progress bars.
+        layer (`int`, *optional*): embed this layer's output instead of the last hidden state (0 = the embeddings,
+            the number of layers or -1 = the last layer), for the checkpoint and the random-weight row alike.
 
     Returns:
         `dict`: `rows` (`{row: {"probe": {task: metrics}, "retrieval": metrics, "seconds": float}}`, rows
@@ -313,14 +318,14 @@ def run_probe(model, out_dir: str | os.PathLike | None = None, *, tokenizer=None
     try:
         return _run_probe(model, out_dir, tokenizer, data_root, tasks, retrieval, controls, seed, max_windows,
                           performances_per_piece, max_train_groups, bootstrap, batch_size, device, trust_remote_code,
-                          plot, progress)
+                          plot, progress, layer)
     finally:
         torch.set_num_threads(threads)
 
 
 def _run_probe(model, out_dir, tokenizer, data_root, tasks, retrieval, controls, seed, max_windows,
                performances_per_piece, max_train_groups, bootstrap, batch_size, device, trust_remote_code, plot,
-               progress) -> dict:
+               progress, layer) -> dict:
     from adversarial_midibert.data.tasks import default_shared_data
 
     started = time.time()
@@ -338,7 +343,7 @@ def _run_probe(model, out_dir, tokenizer, data_root, tasks, retrieval, controls,
     files = list(dict.fromkeys([s.path for split in sets.values() for s in split["train"] + split["eval"]]
                                + [s.path for s in queries]))
     features, seconds, skipped = extract_features(files, predictors, max_windows=max_windows,
-                                                  note_statistics=controls, progress=progress)
+                                                  note_statistics=controls, progress=progress, layer=layer)
 
     rows = {row: {"probe": {}, "retrieval": None, "seconds": round(seconds[row], 1)} for row in features}
     task_info = {}
@@ -371,7 +376,7 @@ def _run_probe(model, out_dir, tokenizer, data_root, tasks, retrieval, controls,
         "backbone": type(getattr(predictor.model, "midibert", predictor.model)).__name__,
         "commit": _git_commit(),
         "settings": {"tasks": list(tasks), "retrieval": retrieval, "controls": controls, "seed": seed,
-                     "max_windows": max_windows, "performances_per_piece": performances_per_piece,
+                     "max_windows": max_windows, "layer": layer, "performances_per_piece": performances_per_piece,
                      "max_train_groups": max_train_groups, "bootstrap": bootstrap, "batch_size": batch_size,
                      "window_length": predictor.tokenizer.max_length, "stride": predictor.stride,
                      "device": str(predictor.device), "data_root": str(root)},
@@ -453,9 +458,12 @@ def _cell(metrics: dict, key: str) -> str:
 def format_markdown(result: dict) -> str:
     """The probe and retrieval tables of a `run_probe` result, as Markdown."""
     settings = result["settings"]
-    lines = [f"Model `{result['model']}` (backbone {result['backbone']}, commit {result['commit'] or 'unknown'}); windows of "
-             f"{settings['window_length']} tokens, first {settings['max_windows'] or 'all'} per piece; seed "
-             f"{settings['seed']}; {result['pieces_embedded']} pieces in {result['seconds']:.0f} s.", ""]
+    layer = settings.get("layer")
+    states = "the last hidden state" if layer is None else f"layer {layer}'s output (0 = the embeddings)"
+    commit = result["commit"] or "unknown"
+    lines = [f"Model `{result['model']}` (backbone {result['backbone']}, commit {commit}); {states} averaged over "
+             f"notes; windows of {settings['window_length']} tokens, first {settings['max_windows'] or 'all'} per "
+             f"piece; seed {settings['seed']}; {result['pieces_embedded']} pieces in {result['seconds']:.0f} s.", ""]
     if result["tasks"]:
         lines += ["| set (classes; train / held-out pieces) | features | accuracy | macro-F1 | balanced accuracy |",
                   "|---|---|---|---|---|"]
