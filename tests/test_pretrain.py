@@ -82,6 +82,26 @@ def test_presets_parse_and_command_line_wins(tmp_path):
         parse_pretraining_args(["--preset", str(bad)])
 
 
+def test_validation_songs_follow_the_split_seed_not_the_training_seed(tmp_path, monkeypatch):
+    """A replicate with another --seed, or a run continued from a checkpoint, holds out the same songs; only
+    --split_seed moves them (else a continued run would measure recovery on songs its checkpoint trained on)."""
+    from adversarial_midibert.pretraining.run import tokenized_song_split
+
+    monkeypatch.setenv("ADVERSARIAL_MIDIBERT_CACHE", str(tmp_path / "cache"))
+
+    def held_out(*flags):
+        _, data_args, args = parse_pretraining_args(["--data", str(SAMPLE_MIDI), "--validation_fraction", "0.3",
+                                                     "--max_length", "64", "--output_dir", str(tmp_path), *flags])
+        tokenizer = OctupleTokenizer(max_length=data_args.max_length)
+        sources, _, valid_songs, _, _ = tokenized_song_split(data_args, args, tokenizer)
+        return sorted(sources[i].path for i in valid_songs)
+
+    default = held_out()
+    assert len(default) >= 3
+    assert held_out("--seed", "7") == default
+    assert held_out("--split_seed", "7") != default
+
+
 def test_attribute_weights_eq2_by_hand():
     correct = torch.tensor([10.0, 20, 40, 40, 40, 40, 40, 0])
     weights = attribute_weights_from_accuracy(correct, 40)

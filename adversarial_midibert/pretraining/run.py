@@ -130,7 +130,9 @@ def tokenized_song_split(data_args: DataArguments, training_args, tokenizer):
     (indices into the sources) and their tokenized windows with the tokenizing report: what `main` trains and
     evaluates on, and what scripts/recovery_by_corpus.py rebuilds to score the same validation songs."""
     sources = collect_sources(data_args)
-    train_songs, valid_songs = split_by_song(sources, data_args.validation_fraction, training_args.seed)
+    # Not the training seed: a run continued from a checkpoint with another --seed would otherwise hold out songs
+    # the checkpoint was trained on, and its held-out recovery would be recovery of training songs.
+    train_songs, valid_songs = split_by_song(sources, data_args.validation_fraction, data_args.split_seed)
     # Process 0 tokenizes and fills the cache; the others then read it back instead of racing it.
     with training_args.main_process_first(desc="tokenizing MIDI"):
         windows, report = build_window_dataset(sources, tokenizer, num_proc=data_args.num_proc,
@@ -243,6 +245,7 @@ def main(argv: list[str] | None = None) -> AdversarialTrainer:
             "mixed precision": "bf16" if training_args.bf16 else "fp16" if training_args.fp16 else "no (fp32)",
             "learning rate": training_args.learning_rate,
             "seed": training_args.seed,
+            "validation split seed": data_args.split_seed,
             "frozen fraction": None if trainer.freeze_book is None else round(trainer.freeze_book.frozen_fraction(), 4),
             "attribute weights": ", ".join(f"{w:.3f}" for w in trainer.attribute_weights.tolist()),
         },
