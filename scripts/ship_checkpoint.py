@@ -35,7 +35,7 @@ def recovery_table(folder: Path) -> str:
     import torch
 
     from adversarial_midibert.data.dataset import build_window_dataset, find_midi_files
-    from adversarial_midibert.evaluation.recovery import masked_recovery
+    from adversarial_midibert.evaluation.recovery import RECOVERY_MASK_PERCENT, masked_recovery
     from adversarial_midibert.presets import SAMPLE_MIDI
     from adversarial_midibert.pretraining.masker_report import RECOVERED_ATTRIBUTES
     from modeling_adversarial_midibert import AdversarialMidiBertForPreTraining
@@ -46,7 +46,8 @@ def recovery_table(folder: Path) -> str:
     torch.manual_seed(0)
     untrained = AdversarialMidiBertForPreTraining(shipped.config).eval()
     trained, control = masked_recovery(shipped, windows), masked_recovery(untrained, windows)
-    lines = [f"Recovery of a fixed random 15 % of the notes ({trained['notes']} notes, masking seed 0) of the "
+    lines = [f"Recovery of a fixed random {RECOVERY_MASK_PERCENT} % of the notes ({trained['notes']} notes, masking "
+             f"seed 0) of the "
              f"{len(windows)} windows of the MIDI sample shipped in `adversarial_midibert/sample_midi` (18 files, "
              "none of whose songs was pre-trained on), against the same network with random weights and against "
              "copying, for each masked note, the most common value among its window's other notes (what needs no "
