@@ -591,14 +591,22 @@ class AdversarialMidiBertSelfAttention(nn.Module):
 
 
 class AdversarialMidiBertSelfOutput(nn.Module):
-    def __init__(self, config: AdversarialMidiBertConfig):
+    """A sub-layer's projection and residual sum. Post-LN (BERT) normalises the sum; pre-LN leaves the residual
+    stream alone and this LayerNorm normalises the sub-layer's input instead (`normalise_input`)."""
+
+    def __init__(self, config: AdversarialMidiBertConfig, input_size: int | None = None):
         super().__init__()
-        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+        self.dense = nn.Linear(input_size or config.hidden_size, config.hidden_size)
         self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.pre_norm = config.layer_norm_position == "pre"
+
+    def normalise_input(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        return self.LayerNorm(hidden_states) if self.pre_norm else hidden_states
 
     def forward(self, hidden_states: torch.Tensor, input_tensor: torch.Tensor) -> torch.Tensor:
-        return self.LayerNorm(self.dropout(self.dense(hidden_states)) + input_tensor)
+        summed = self.dropout(self.dense(hidden_states)) + input_tensor
+        return summed if self.pre_norm else self.LayerNorm(summed)
 
 
 class AdversarialMidiBertAttention(nn.Module):
@@ -608,7 +616,7 @@ class AdversarialMidiBertAttention(nn.Module):
         self.output = AdversarialMidiBertSelfOutput(config)
 
     def forward(self, hidden_states, key_mask, output_attentions=False):
-        attended, weights = self.self(hidden_states, key_mask, output_attentions)
+        attended, weights = self.self(self.output.normalise_input(hidden_states), key_mask, output_attentions)
         return self.output(attended, hidden_states), weights
 
 
@@ -624,14 +632,12 @@ class AdversarialMidiBertIntermediate(nn.Module):
 
 class AdversarialMidiBertOutput(AdversarialMidiBertSelfOutput):
     def __init__(self, config: AdversarialMidiBertConfig):
-        nn.Module.__init__(self)
-        self.dense = nn.Linear(config.intermediate_size, config.hidden_size)
-        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
-        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        super().__init__(config, input_size=config.intermediate_size)
 
 
 class AdversarialMidiBertLayer(GradientCheckpointingLayer):
-    """A post-LayerNorm BERT layer; parameter names follow transformers' `BertLayer`."""
+    """A BERT layer, post-LayerNorm or pre-LayerNorm (`config.layer_norm_position`); parameter names follow
+    transformers' `BertLayer` either way."""
 
     def __init__(self, config: AdversarialMidiBertConfig):
         super().__init__()
@@ -641,20 +647,26 @@ class AdversarialMidiBertLayer(GradientCheckpointingLayer):
 
     def forward(self, hidden_states, key_mask=None, output_attentions=False):
         attended, weights = self.attention(hidden_states, key_mask, output_attentions)
-        return self.output(self.intermediate(attended), attended), weights
+        return self.output(self.intermediate(self.output.normalise_input(attended)), attended), weights
 
 
 class AdversarialMidiBertEncoder(nn.Module):
     def __init__(self, config: AdversarialMidiBertConfig):
         super().__init__()
         self.layer = nn.ModuleList(AdversarialMidiBertLayer(config) for _ in range(config.num_hidden_layers))
+        # Pre-LN leaves the residual stream unnormalised, so the encoder's output gets the LayerNorm that post-LN
+        # layers apply inside.
+        pre_norm = config.layer_norm_position == "pre"
+        self.final_layer_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps) if pre_norm else None
 
     def forward(self, hidden_states, key_mask, output_attentions=False, output_hidden_states=False):
         all_hidden = (hidden_states,) if output_hidden_states else None
         all_attentions = () if output_attentions else None
-        for layer in self.layer:
+        for index, layer in enumerate(self.layer):
             # Positional arguments: re-entrant checkpointing only propagates gradients through those.
             hidden_states, weights = layer(hidden_states, key_mask, output_attentions)
+            if self.final_layer_norm is not None and index == len(self.layer) - 1:
+                hidden_states = self.final_layer_norm(hidden_states)
             if output_hidden_states:
                 all_hidden += (hidden_states,)
             if output_attentions:

@@ -61,6 +61,7 @@ def test_config_ids_agree_with_the_tokenizer():
         ("classifier_pooling", "max"),
         ("masking", "span"),
         ("position_embedding_type", "alibi"),
+        ("layer_norm_position", "sandwich"),
         ("rotary_base", 1.0),
         ("hidden_size", 30),  # not divisible by 4 heads
         ("attribute_vocab_sizes", [256, 128, 129]),
@@ -490,6 +491,41 @@ def test_pitch_class_sharing_survives_a_save_and_load(tmp_path):
                           loaded.midibert(ids, attention_mask=mask).last_hidden_state, atol=1e-6)
     hidden = torch.randn(3, config.hidden_size)
     assert torch.allclose(model.recoverer[3](hidden), loaded.recoverer[3](hidden))
+
+
+def test_pre_layer_norm_normalises_each_sublayer_input_and_the_output():
+    config = tiny_config(layer_norm_position="pre", position_embedding_type="rotary")
+    model = build(AdversarialMidiBertModel, config)
+    ids, mask = window_batch(config, [7, 3])
+    out = model(ids, attention_mask=mask, output_hidden_states=True)
+    x = out.hidden_states[0]
+    for layer in model.encoder.layer:  # x + attention(LN(x)), then h + feed_forward(LN(h)): no norm on the sum
+        attention = layer.attention
+        attended = attention.self(attention.output.LayerNorm(x), mask.bool()[:, None, None, :])[0]
+        h = x + attention.output.dense(attended)
+        x = h + layer.output.dense(layer.intermediate(layer.output.LayerNorm(h)))
+    assert torch.allclose(out.last_hidden_state, model.encoder.final_layer_norm(x), atol=1e-5)
+    assert torch.equal(out.hidden_states[-1], out.last_hidden_state)
+    # post-LN (the default, the paper's) has no final norm, so BERT-layout checkpoints keep their keys
+    post = build(AdversarialMidiBertModel, tiny_config())
+    assert post.encoder.final_layer_norm is None
+    assert {n for n, _ in model.named_parameters()} - {n for n, _ in post.named_parameters()} == {
+        "encoder.final_layer_norm.weight", "encoder.final_layer_norm.bias"}
+
+
+def test_pre_layer_norm_survives_a_save_and_load_and_ignores_padding(tmp_path):
+    config = tiny_config(layer_norm_position="pre", position_embedding_type="rotary")
+    model = build(AdversarialMidiBertForPreTraining, config)
+    with torch.no_grad():
+        model.midibert.encoder.final_layer_norm.weight.uniform_(0.5, 1.5)  # not the init, so a lost load shows
+    model.save_pretrained(tmp_path)
+    loaded = AdversarialMidiBertForPreTraining.from_pretrained(tmp_path).eval()
+    assert loaded.config.layer_norm_position == "pre"
+    ids, mask = window_batch(config, [9, 4])
+    hidden = model.midibert(ids, attention_mask=mask).last_hidden_state
+    assert torch.allclose(hidden, loaded.midibert(ids, attention_mask=mask).last_hidden_state, atol=1e-6)
+    alone = model.midibert(ids[1:, :6], attention_mask=mask[1:, :6]).last_hidden_state
+    assert torch.allclose(hidden[1, :6], alone[0], atol=1e-5)
 
 
 def test_recoverer_logits_cover_the_chosen_notes_only():

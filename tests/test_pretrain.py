@@ -324,7 +324,8 @@ def test_pretrain_script_leaves_a_loadable_checkpoint(tmp_path):
     trainer = main(["--output_dir", str(out), "--cache_dir", str(tmp_path / "cache"), "--max_songs", "5",
                     "--max_length", "64", "--max_steps", "3", "--logging_steps", "1", "--eval_strategy", "steps",
                     "--eval_steps", "3", "--save_strategy", "no", "--validation_fraction", "0.4", "--disable_tqdm",
-                    "true"])
+                    "true", "--seed", "7"])
+    assert trainer.eval_seed == 42  # the held-out notes follow --split_seed, so another --seed is scored alike
     names = {p.name for p in out.iterdir()}
     assert {"model.safetensors", "config.json", "README.md", "tokenizer_config.json", "tokenization_octuple.py",
             "modeling_adversarial_midibert.py", "configuration_adversarial_midibert.py"} <= names

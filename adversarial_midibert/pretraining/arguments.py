@@ -96,9 +96,9 @@ class DataArguments:
         default=0.1, metadata={"help": "Fraction of SONGS (never windows) held out for evaluation; 0 for none."}
     )
     split_seed: int = field(
-        default=42, metadata={"help": "Seed of the song split into training and validation, apart from --seed: a "
-                              "replicate with another --seed, or a run continued from a checkpoint, keeps the same "
-                              "held-out songs."}
+        default=42, metadata={"help": "Seed of the song split into training and validation, and of the held-out "
+                              "notes the recovery probe masks, apart from --seed: a replicate with another --seed, "
+                              "or a run continued from a checkpoint, is scored on the same held-out notes."}
     )
     transpose_semitones: int = field(
         default=6, metadata={"help": "k of the transposition augmentation of training batches (0: off)."}

@@ -21,6 +21,7 @@ PAD_OFFSET, MASK_OFFSET, BOS_OFFSET, EOS_OFFSET = 0, 1, 2, 3
 POSITION_EMBEDDING_TYPES = ("relative_key_query", "absolute", "rotary")
 POOLINGS = ("attention", "bos", "mean")
 MASKINGS = ("adversarial", "random", "random_freeze")
+LAYER_NORM_POSITIONS = ("post", "pre")
 
 # Every Auto class resolves to these files, whichever head saved the checkpoint (FACTS.md: `save_pretrained`
 # otherwise records only the class it saved, and loading another head fails with "Unrecognized configuration").
@@ -127,6 +128,10 @@ class AdversarialMidiBertConfig(PreTrainedConfig):
             measures it).
         rotary_base (`float`, *optional*, defaults to 10000.0): base of the rotary frequencies
             (`position_embedding_type="rotary"` only).
+        layer_norm_position (`str`, *optional*, defaults to `"post"`): `"post"` (BERT's and the authors' layer:
+            each residual sum is normalised) or `"pre"` (each sub-layer normalises its input, the residual stream
+            is left alone, and a LayerNorm ends the encoder, as ModernBERT and Cramming do; the same parameter
+            names, plus `encoder.final_layer_norm`). docs/pretraining.md measures it.
         attribute_vocab_sizes (`list[int]`, *optional*): regular ids per attribute, 8 values in the order
             `bar, position, instrument, pitch, duration, velocity, time_signature, tempo`. Four special ids
             (PAD, MASK, BOS, EOS) follow each attribute's regular ids.
@@ -220,6 +225,7 @@ class AdversarialMidiBertConfig(PreTrainedConfig):
     initializer_range: float = 0.02
     position_embedding_type: str = "relative_key_query"
     rotary_base: float = 10000.0
+    layer_norm_position: str = "post"
 
     attribute_vocab_sizes: list[int] = field(default_factory=lambda: list(REGULAR_VOCAB_SIZES))
     attribute_embedding_size: int = 256
@@ -311,6 +317,7 @@ class AdversarialMidiBertConfig(PreTrainedConfig):
         self._check_sizes()
         choices = {
             "position_embedding_type": POSITION_EMBEDDING_TYPES,
+            "layer_norm_position": LAYER_NORM_POSITIONS,
             "classifier_pooling": POOLINGS,
             "masking": MASKINGS,
         }
