@@ -19,9 +19,11 @@ from pathlib import Path
 ATTRIBUTES = ("pitch", "duration", "position", "bar", "velocity")
 
 
-def read_run(folder: str | Path) -> dict[str, dict[int, float]]:
-    """`{attribute or "epoch": {step: value}}` from a run folder's `training_curves.json`."""
-    with open(Path(folder) / "training_curves.json") as f:
+def read_run(path: str | Path) -> dict[str, dict[int, float]]:
+    """`{attribute or "epoch": {step: value}}` from a run folder's `training_curves.json`, or from such a file
+    itself (a committed copy, e.g. `docs/probes/adversarial_16000/training_curves_16000.json`)."""
+    path = Path(path)
+    with open(path if path.is_file() else path / "training_curves.json") as f:
         curves = json.load(f)
     run = {name: {int(step): value for step, value in curves.get(f"eval_random_recovery_accuracy_{name}", [])}
            for name in ATTRIBUTES}
@@ -66,8 +68,9 @@ def plot(runs: dict[str, dict], training_notes: int, path: Path) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--run", action="append", required=True, metavar="LABEL=FOLDER",
-                        help="a run folder holding training_curves.json, with its label (repeat for each run)")
+    parser.add_argument("--run", action="append", required=True, metavar="LABEL=PATH",
+                        help="a run folder holding training_curves.json, or such a JSON file, with its label "
+                             "(repeat for each run)")
     parser.add_argument("--training_notes", type=int, required=True,
                         help="notes in the training windows of the corpus (for notes seen = epoch x this)")
     parser.add_argument("--output", required=True, help="folder for curves.png and curves.md")
@@ -76,7 +79,7 @@ def main(argv: list[str] | None = None) -> None:
     for item in args.run:
         label, _, folder = item.partition("=")
         if not folder:
-            parser.error(f"--run wants LABEL=FOLDER, got {item!r}")
+            parser.error(f"--run wants LABEL=PATH, got {item!r}")
         runs[label] = read_run(folder)
     output = Path(args.output)
     output.mkdir(parents=True, exist_ok=True)

@@ -1,5 +1,8 @@
 """`masked_recovery`'s copy baseline: for each masked note, the most common value of each attribute among the
-window's notes that were not chosen, scored on the same notes as the model."""
+window's notes that were not chosen, scored on the same notes as the model; and the scripts that compare runs by
+their recovery."""
+import json
+
 import datasets
 import pytest
 import torch
@@ -58,3 +61,17 @@ def test_recovery_masks_the_fixed_share_whatever_rate_the_model_was_pre_trained_
             own = model(input_ids=ids, attention_mask=mask, generator=torch.Generator().manual_seed(0))
         assert int(own.num_chosen) == sum(round(percent / 100 * n) for n in lengths)
     assert counts[15] == counts[40] == 9 + 6
+
+
+def test_recovery_curves_reads_a_run_folder_or_a_committed_curves_file_alike(tmp_path):
+    from conftest import REPO, load_module
+
+    script = load_module(REPO / "scripts" / "recovery_curves.py", "recovery_curves")
+    curves = {"eval_random_recovery_accuracy_pitch": [[500, 0.03], [1000, 0.05]], "epoch": [[500, 0.5], [1000, 1.0]]}
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "training_curves.json").write_text(json.dumps(curves))
+    (tmp_path / "copy.json").write_text(json.dumps(curves))
+    script.main(["--run", f"folder={tmp_path / 'run'}", "--run", f"file={tmp_path / 'copy.json'}",
+                 "--training_notes", "2000000", "--output", str(tmp_path / "out")])
+    rows = [line for line in (tmp_path / "out" / "curves.md").read_text().splitlines() if "| 1000 |" in line]
+    assert len(rows) == 2 and all("| 2.00 M | 0.050 |" in row for row in rows)
