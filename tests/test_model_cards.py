@@ -72,7 +72,7 @@ def test_pretrain_run_card_from_its_data_tokenizer_and_parent(tmp_path, monkeypa
     assert "at most 62 notes (64 tokens with BOS and EOS)" in card and "1024 notes" not in card
     assert "datasets" not in meta and "base_model" not in meta  # local sample folder; trained from scratch
     assert "| initialised from | random weights (seed 42) |" in card and "sample_midi" in card
-    assert str(tmp_path) not in card and "--output_dir run " in card
+    assert str(tmp_path) not in card and "\naccelerate launch train/pretrain.py --output_dir run " in card  # one process
     assert os.path.expanduser("~") not in card
 
 

@@ -38,3 +38,6 @@ def test_two_processes_share_freeze_book_and_attribute_weights(tmp_path):
     assert evaluations[0]["eval_masked_notes"] == evaluations[1]["eval_masked_notes"] > 0
     assert evaluations[0]["eval_accuracy"] == evaluations[1]["eval_accuracy"]
     assert (out / "model.safetensors").is_file() and (out / "README.md").is_file()
+    # The card's command launches two processes again: batch 4 per device means nothing without them.
+    assert ("ACCELERATE_USE_CPU=1 accelerate launch --multi_gpu --num_processes 2 --num_machines 1 --mixed_precision no "
+            "--dynamo_backend no train/pretrain.py --output_dir") in (out / "README.md").read_text()

@@ -46,6 +46,7 @@ from adversarial_midibert.finetuning.trainer import (
     class_weights_from_counts,
     stopped_by,
 )
+from adversarial_midibert.hub.model_card import launch_command
 from pipeline_adversarial_midibert import register_pipelines
 
 
@@ -173,7 +174,7 @@ def main(argv: list[str] | None = None) -> dict:
             "max_train_songs": args.max_train_songs,
             "max_eval_songs": args.max_eval_songs,
         },
-        "command": "accelerate launch train/finetune.py " + " ".join(argv),
+        "command": launch_command("train/finetune.py", argv, training_args),
     }
     if main_process:
         output_dir = Path(training_args.output_dir)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import os
 import re
+import shlex
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -207,6 +208,29 @@ def write_model_card(
     path = output_dir / "README.md"
     path.write_text(_without_local_paths(f"---\n{front}---\n\n{body}"), encoding="utf-8")
     return path
+
+
+def launch_command(script: str, argv: Sequence[str], training_args: Any) -> str:
+    """The command line that reproduces a run, for its card and results file: `accelerate launch <script> <flags>`,
+    with the launcher's own flags when the run had several processes, since a per-device batch size means nothing
+    without the process count.
+
+    Args:
+        script (`str`): the training script, e.g. `"train/pretrain.py"`.
+        argv (`Sequence[str]`): the script's flags as given.
+        training_args (`transformers.TrainingArguments`): the run's arguments (process count, precision, device).
+    """
+    launcher = ["accelerate", "launch"]
+    processes = training_args.world_size
+    if processes > 1:
+        per_machine = int(os.environ.get("LOCAL_WORLD_SIZE", processes))
+        precision = "bf16" if training_args.bf16 else "fp16" if training_args.fp16 else "no"
+        launcher += ["--multi_gpu", "--num_processes", str(processes), "--num_machines", str(processes // per_machine),
+                     "--mixed_precision", precision]
+        if training_args.device.type == "cpu":
+            # Without CPU mode, `--multi_gpu` on a machine without GPUs runs separate trainings (FACTS.md).
+            launcher = ["ACCELERATE_USE_CPU=1", *launcher, "--dynamo_backend", "no"]
+    return shlex.join([*launcher, script, *argv])
 
 
 def _is_hub_id(name: str) -> bool:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import shlex
 import sys
 from pathlib import Path
 
@@ -29,6 +28,7 @@ from adversarial_midibert.data.dataset import (
     sources_from_manifest,
     split_by_song,
 )
+from adversarial_midibert.hub.model_card import launch_command
 from adversarial_midibert.pretraining.arguments import DataArguments, ModelArguments, parse_pretraining_args
 from adversarial_midibert.pretraining.trainer import AdversarialTrainer
 
@@ -254,7 +254,7 @@ def main(argv: list[str] | None = None) -> AdversarialTrainer:
         },
         "metrics": {k.removeprefix("eval_"): v for k, v in metrics.items()
                     if "accuracy" in k or k in ("eval_loss", "eval_masker_auc")},
-        "command": "accelerate launch train/pretrain.py " + shlex.join(sys.argv[1:] if argv is None else argv),
+        "command": launch_command("train/pretrain.py", sys.argv[1:] if argv is None else argv, training_args),
     }
     trainer.create_model_card()
     if training_args.push_to_hub:
