@@ -47,6 +47,6 @@ def test_the_docs_show_the_committed_study():
     summary = json.loads((REPO / "scripts" / "finetune_study_results.json").read_text())
     assert study.markdown_table(summary) in (REPO / "docs" / "finetuning.md").read_text()
     readme = (REPO / "README.md").read_text()
-    # the two shipped checkpoints (adversarial and its random-masking control) and the fp32 one the first replaced
-    starts = ["adversarial-midibert-small", "adversarial-midibert-small_fp32", "adversarial-midibert-small-random"]
+    # the two shipped checkpoints (adversarial and its random-masking control) and the 10,000-step one the first replaced
+    starts = ["adversarial-midibert-small", "adversarial-midibert-small_10000_bf16", "adversarial-midibert-small-random"]
     assert study.versus_table(summary, starts, "small_scratch") in readme
